@@ -1,0 +1,121 @@
+"""Loading sentence-transformers models by Hub id or local folder, with errors a user can act on.
+
+Every command resolves models through :func:`load_model`, so a typo in a model id, a folder that is not
+a model, or a Hub that cannot be reached all end in one :class:`~leaf_hub.errors.LeafHubError` that says
+what to do. :func:`ensure_hub_reachable_or_offline` makes commands usable without the Hub: when the Hub
+does not answer, it switches huggingface_hub to offline mode so cached models load at once instead of
+after minutes of retries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+from leaf_hub.errors import LeafHubError
+
+logger = logging.getLogger(__name__)
+
+
+def ensure_hub_reachable_or_offline(timeout: float = 2.0) -> bool:
+    """Return True when the Hub answers; otherwise set ``HF_HUB_OFFLINE=1`` and return False.
+
+    Must run before ``huggingface_hub`` is imported to take full effect (it reads the variable at import);
+    the constant is patched too in case it was imported already.
+    """
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
+        return False
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    parsed = urlparse(endpoint)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        logger.warning("the Hub at %s is unreachable: using local folders and the local cache only", endpoint)
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        try:
+            from huggingface_hub import constants
+
+            constants.HF_HUB_OFFLINE = True
+        except ImportError:  # pragma: no cover
+            pass
+        return False
+
+
+def load_model(name_or_path: str | os.PathLike, device: str | None = None, **kwargs):
+    """Load a :class:`~sentence_transformers.SentenceTransformer` from a Hub id or a local folder.
+
+    A plain transformers folder (no ``modules.json``) loads too: sentence-transformers wraps it with mean
+    pooling, which is what a student backbone needs.
+    """
+    from sentence_transformers import SentenceTransformer
+
+    name = str(name_or_path)
+    path = Path(name).expanduser()
+    if path.exists() and not path.is_dir():
+        raise LeafHubError(f"model {name!r} is a file; give a model folder or a Hub id")
+    if path.is_dir() and not ((path / "modules.json").is_file() or (path / "config.json").is_file()):
+        raise LeafHubError(
+            f"model folder {name!r} has neither modules.json nor config.json: it is not a "
+            "sentence-transformers or transformers model folder"
+        )
+    looks_local = path.is_dir() or name.startswith((".", "/", "~")) or name.count("/") > 1
+    if looks_local and not path.is_dir():
+        raise LeafHubError(f"model folder {name!r} does not exist")
+    try:
+        return SentenceTransformer(str(path) if path.is_dir() else name, device=device, **kwargs)
+    except OSError as exc:
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        hint = (
+            "the Hub is unreachable and it is not in the local cache; run `leaf-hub models install-offline` "
+            "for the default models, or give a local folder"
+            if offline
+            else "check the id on https://huggingface.co, log in with `hf auth login` for gated or private "
+            "models, or give a local folder"
+        )
+        raise LeafHubError(f"unknown model {name!r}: {hint}") from exc
+
+
+def model_id(model) -> str:
+    """The Hub id or folder the model was loaded from (for manifests and cards)."""
+    card = getattr(model, "model_card_data", None)
+    for attr in ("base_model", "model_id", "model_name"):
+        value = getattr(card, attr, None)
+        if value:
+            return str(value)
+    return getattr(model, "_model_name_or_path", None) or "unknown"
+
+
+def weights_fingerprint(model) -> str:
+    """A short hash of the model's parameters: identifies a teacher independent of where it came from."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        flat = tensor.detach().float().flatten()
+        # Hashing a strided sample keeps this fast for large models and still changes with any retraining.
+        digest.update(flat[:: max(1, flat.numel() // 4096)].cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def is_normalized(model) -> bool:
+    """Whether the model's embeddings are unit length (it ends with a Normalize module)."""
+    from sentence_transformers.sentence_transformer.modules import Normalize
+
+    return any(isinstance(module, Normalize) for module in model)
+
+
+def query_prompt(model) -> str:
+    """The model's query prompt (``""`` when it has none)."""
+    prompts = getattr(model, "prompts", None) or {}
+    return prompts.get("query", "")
+
+
+def document_prompt(model) -> str:
+    prompts = getattr(model, "prompts", None) or {}
+    return prompts.get("document", prompts.get("passage", ""))
