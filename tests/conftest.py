@@ -39,8 +39,9 @@ def tiny_student_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_leaf_dir(tmp_path_factory, tiny_student_dir, tiny_teacher_dir) -> Path:
     """An untrained leaf of the tiny student for the tiny teacher (48-d, normalized, query prompt)."""
-    from leaf_hub.leaf import build_leaf
     from sentence_transformers import SentenceTransformer
+
+    from leaf_hub.leaf import build_leaf
 
     folder = tmp_path_factory.mktemp("tiny_leaf")
     student = SentenceTransformer(str(tiny_student_dir), device="cpu")
