@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    for noisy in ("accelerate", "httpx", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.command != "models":
         # Before any stage imports huggingface_hub: without the Hub, go offline instead of retrying for minutes.
         from leaf_hub.models import ensure_hub_reachable_or_offline

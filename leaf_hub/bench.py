@@ -1,0 +1,596 @@
+"""``leaf-hub bench``: leaf vs teacher throughput and latency, the paper's Table 8 protocol.
+
+For each backend (PyTorch, ONNX Runtime fp32, ONNX Runtime int8), each kind of text (real queries, real
+documents) and each batch size (default 1, 2, 4, 8, 16, 24), both models embed the same batches
+``--repeats`` times. The protocol, chosen so that the leaf/teacher ratio can be trusted on a busy machine:
+
+- **Interleaved**: within every repeat the teacher and the leaf run one after the other on the same
+  batch, and the order alternates between repeats, so a burst of load from elsewhere hits both.
+- **Same sequence length**: both models truncate at the same ``max_seq_length`` (default: the smaller of
+  the two models' own limits), recorded in the report; otherwise a leaf reading 256 tokens against a
+  teacher reading 384 would flatter the leaf.
+- **End to end**: each timing covers tokenization, the model and pooling (``encode_query`` /
+  ``encode_document``, prompts included), as a serving system would see it.
+- Batches rotate through the texts (repeat ``r`` of batch size ``b`` takes the ``r``-th window of ``b``
+  texts of a fixed shuffle), so latencies represent the collection, not one text.
+- Per cell: median and minimum latency; throughput = batch size / median latency (the median resists
+  noise spikes); per model and kind, the largest batch whose median latency stays under 100 ms.
+- Summary per backend: speed-up = the leaf's peak throughput (best batch size) over the teacher's, for
+  queries and for documents, and the ratio at every batch size.
+- Threads: PyTorch and ONNX Runtime use ``--threads`` (default: all cores) intra-op threads.
+
+The ONNX rows run :class:`~leaf_hub.onnx_encoder.OnnxEncoder` on the whole-model graphs; a model folder
+without them is exported once into the leaf-hub cache (see :func:`leaf_hub.export_onnx.ensure_onnx`).
+Default texts: the CISI queries and documents (title + text) from the development data beside the
+checkout when present, else built-in samples; ``--queries`` / ``--documents`` take any file.
+
+Writes ``OUTPUT`` (JSON: meta, results, summary), ``OUTPUT.md`` and ``OUTPUT.png`` (throughput vs batch
+size, teacher vs leaf, one panel per backend and kind, like the paper's Figure 12).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gzip
+import json
+import logging
+import os
+import platform
+import random
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from leaf_hub.errors import LeafHubError
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "onnx", "onnx-int8")
+KINDS = ("queries", "documents")
+MODELS = ("teacher", "leaf")
+DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 24)
+LATENCY_BUDGET_MS = 100.0
+CISI = Path(__file__).resolve().parents[2] / "shared" / "data" / "eval" / "cisi"
+
+
+# -- texts --------------------------------------------------------------------------------------------
+
+
+def read_texts(path: str | os.PathLike) -> list[str]:
+    """Texts from a file: JSON lines (``text``, plus ``title`` when present; ``.gz`` too) or one per line."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise LeafHubError(f"text file {str(path)!r} does not exist; give a .jsonl file or a text file, one per line")
+    opener = gzip.open if p.suffix == ".gz" else open
+    texts: list[str] = []
+    is_jsonl = ".jsonl" in p.suffixes or ".json" in p.suffixes
+    with opener(p, "rt", encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            line = line.strip()
+            if not line:
+                continue
+            if is_jsonl:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise LeafHubError(f"{p}:{number} is not valid JSON ({exc}); fix the line or use a plain text file") from exc
+                if not isinstance(row, dict) or "text" not in row:
+                    raise LeafHubError(f"{p}:{number} has no 'text' field; every JSON line needs one")
+                title = str(row.get("title") or "").strip()
+                text = str(row["text"]).strip()
+                line = f"{title} {text}".strip() if title else text
+            if line:
+                texts.append(line)
+    if not texts:
+        raise LeafHubError(f"{p} contains no texts")
+    return texts
+
+
+def _builtin_texts() -> tuple[list[str], list[str], str]:
+    try:  # the package's sample texts module, when it exists
+        from leaf_hub import texts as builtin  # type: ignore[attr-defined]
+
+        queries = list(getattr(builtin, "QUERIES", []) or [])
+        documents = list(getattr(builtin, "DOCUMENTS", []) or [])
+        if queries and documents:
+            return queries, documents, "leaf_hub.texts"
+    except ImportError:
+        pass
+    from leaf_hub.export_onnx import SAMPLE_DOCUMENTS, SAMPLE_QUERIES
+
+    return list(SAMPLE_QUERIES), list(SAMPLE_DOCUMENTS), "leaf_hub.export_onnx samples"
+
+
+def default_texts(
+    queries_file: str | None = None, documents_file: str | None = None
+) -> tuple[list[str], list[str], dict[str, str]]:
+    """Queries and documents to time, with a description of where they came from."""
+    sources: dict[str, str] = {}
+    fallback = None
+    if queries_file:
+        queries, sources["queries"] = read_texts(queries_file), str(queries_file)
+    elif (CISI / "queries.jsonl").is_file():
+        queries, sources["queries"] = read_texts(CISI / "queries.jsonl"), f"CISI queries ({CISI})"
+    else:
+        fallback = _builtin_texts()
+        queries, sources["queries"] = fallback[0], fallback[2]
+    if documents_file:
+        documents, sources["documents"] = read_texts(documents_file), str(documents_file)
+    elif (CISI / "corpus.jsonl").is_file():
+        documents, sources["documents"] = read_texts(CISI / "corpus.jsonl"), f"CISI corpus, title + text ({CISI})"
+    else:
+        fallback = fallback or _builtin_texts()
+        documents, sources["documents"] = fallback[1], fallback[2]
+    return queries, documents, sources
+
+
+# -- runners ------------------------------------------------------------------------------------------
+
+
+class _Runner:
+    """One model on one backend: ``encode(kind, texts)`` and its ``max_seq_length``."""
+
+    def __init__(self, encode_query: Callable, encode_document: Callable, owner: Any) -> None:
+        self._encode = {"queries": encode_query, "documents": encode_document}
+        self.owner = owner
+
+    def encode(self, kind: str, texts: list[str]) -> None:
+        self._encode[kind](texts)
+
+    @property
+    def max_seq_length(self) -> int:
+        return int(self.owner.max_seq_length)
+
+    @max_seq_length.setter
+    def max_seq_length(self, value: int) -> None:
+        self.owner.max_seq_length = int(value)
+
+
+def _torch_runner(model) -> _Runner:
+    def query(texts):
+        model.encode_query(texts, batch_size=len(texts), convert_to_numpy=True, show_progress_bar=False)
+
+    def document(texts):
+        model.encode_document(texts, batch_size=len(texts), convert_to_numpy=True, show_progress_bar=False)
+
+    return _Runner(query, document, model)
+
+
+def _onnx_runner(encoder) -> _Runner:
+    return _Runner(
+        lambda texts: encoder.encode_query(texts, batch_size=len(texts)),
+        lambda texts: encoder.encode_document(texts, batch_size=len(texts)),
+        encoder,
+    )
+
+
+class _Models:
+    """Loads each model once per backend, sharing the PyTorch models with the ONNX export."""
+
+    def __init__(self, names: dict[str, str], threads: int, onnx_cache: str | None) -> None:
+        self.names = names
+        self.threads = threads
+        self.onnx_cache = onnx_cache
+        self._torch: dict[str, Any] = {}
+
+    def torch_model(self, role: str):
+        if role not in self._torch:
+            from leaf_hub.models import load_model
+
+            model = load_model(self.names[role], device="cpu")
+            model.eval()
+            self._torch[role] = model
+        return self._torch[role]
+
+    def runner(self, role: str, backend: str) -> _Runner:
+        if backend == "torch":
+            import torch
+
+            torch.set_num_threads(self.threads)
+            return _torch_runner(self.torch_model(role))
+        from leaf_hub.export_onnx import ensure_onnx, has_whole_graph
+        from leaf_hub.onnx_encoder import OnnxEncoder
+
+        quantized = backend == "onnx-int8"
+        name = self.names[role]
+        local = Path(name).expanduser()
+        if local.is_dir() and has_whole_graph(local, quantized):
+            folder = local
+        else:
+            folder = ensure_onnx(name, quantized=True, cache_dir=self.onnx_cache, model=self._torch.get(role))
+        return _onnx_runner(OnnxEncoder(folder, quantized=quantized, intra_op_threads=self.threads))
+
+    def release_torch(self) -> None:
+        self._torch.clear()
+
+
+# -- the protocol -------------------------------------------------------------------------------------
+
+
+def _windows(texts: Sequence[str], batch_size: int, repeats: int, seed: int = 0) -> list[list[str]]:
+    order = list(range(len(texts)))
+    random.Random(seed).shuffle(order)
+    n = len(order)
+    return [[texts[order[(r * batch_size + j) % n]] for j in range(batch_size)] for r in range(repeats)]
+
+
+def _cell(model: str, backend: str, kind: str, batch_size: int, latencies: list[float]) -> dict[str, Any]:
+    median = statistics.median(latencies)
+    return {
+        "model": model,
+        "backend": backend,
+        "kind": kind,
+        "batch_size": batch_size,
+        "throughput": batch_size / median,
+        "min_latency_ms": min(latencies) * 1000,
+        "median_latency_ms": median * 1000,
+        "repeats": len(latencies),
+        "latencies_ms": [round(t * 1000, 3) for t in latencies],
+    }
+
+
+def summarize(results: list[dict[str, Any]], budget_ms: float = LATENCY_BUDGET_MS) -> dict[str, Any]:
+    """Per backend: speed-ups (peak throughput ratio and per batch size) and the largest batch under budget."""
+    summary: dict[str, Any] = {}
+    for backend in dict.fromkeys(r["backend"] for r in results):
+        rows = [r for r in results if r["backend"] == backend]
+
+        def cells(model: str, kind: str, rows=rows) -> dict[int, dict[str, Any]]:
+            return {r["batch_size"]: r for r in rows if r["model"] == model and r["kind"] == kind}
+
+        entry: dict[str, Any] = {
+            "peak_throughput": {},
+            "max_batch_under_100ms": {},
+            "speedup_by_batch_size": {},
+        }
+        for model in MODELS:
+            entry["peak_throughput"][model] = {}
+            entry["max_batch_under_100ms"][model] = {}
+            for kind in KINDS:
+                c = cells(model, kind)
+                entry["peak_throughput"][model][kind] = max((r["throughput"] for r in c.values()), default=None)
+                under = [b for b, r in c.items() if r["median_latency_ms"] < budget_ms]
+                entry["max_batch_under_100ms"][model][kind] = max(under, default=None)
+        for kind in KINDS:
+            teacher, leaf = cells("teacher", kind), cells("leaf", kind)
+            entry["speedup_by_batch_size"][kind] = {
+                str(b): leaf[b]["throughput"] / teacher[b]["throughput"] for b in sorted(teacher) if b in leaf
+            }
+            t_peak = entry["peak_throughput"]["teacher"][kind]
+            l_peak = entry["peak_throughput"]["leaf"][kind]
+            entry[f"{kind}_speedup"] = l_peak / t_peak if t_peak and l_peak else None
+        summary[backend] = {
+            "documents_speedup": entry.pop("documents_speedup"),
+            "queries_speedup": entry.pop("queries_speedup"),
+            **entry,
+        }
+    return summary
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _load() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def run_benchmark(
+    leaf: str,
+    teacher: str,
+    backends: Sequence[str] = BACKENDS,
+    queries: Sequence[str] | None = None,
+    documents: Sequence[str] | None = None,
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+    repeats: int = 5,
+    max_seq_length: int | None = None,
+    threads: int | None = None,
+    onnx_cache: str | None = None,
+    sources: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Time teacher and leaf, interleaved, on every backend, kind and batch size; returns the report dict."""
+    from tqdm.auto import tqdm
+
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown or not backends:
+        raise LeafHubError(f"unknown backend(s) {unknown or backends}; choose from {', '.join(BACKENDS)}")
+    if repeats < 1:
+        raise LeafHubError(f"--repeats must be >= 1, got {repeats}")
+    if not batch_sizes or min(batch_sizes) < 1:
+        raise LeafHubError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
+    if queries is None or documents is None:
+        q, d, found = default_texts()
+        queries, documents = queries or q, documents or d
+        sources = sources or found
+    texts = {"queries": list(queries), "documents": list(documents)}
+    threads = threads or os.cpu_count() or 1
+    models = _Models({"teacher": str(teacher), "leaf": str(leaf)}, threads, onnx_cache)
+
+    started = time.perf_counter()
+    load_before = _load()
+    results: list[dict[str, Any]] = []
+    seq_len = max_seq_length
+    model_limits: dict[str, int] = {}
+    total = len(backends) * len(KINDS) * len(batch_sizes) * repeats * len(MODELS)
+    progress = tqdm(total=total, desc="bench", unit="call")
+    for backend in backends:
+        runners = {role: models.runner(role, backend) for role in MODELS}
+        for role, runner in runners.items():
+            model_limits.setdefault(role, runner.max_seq_length)
+        if seq_len is None:
+            seq_len = min(model_limits.values())
+            logger.info("timing both models at max_seq_length %d (their limits: %s)", seq_len, model_limits)
+        for runner in runners.values():
+            runner.max_seq_length = seq_len
+        for kind in KINDS:
+            for runner in runners.values():  # warm-up: first-call allocations are not timed
+                runner.encode(kind, texts[kind][:4])
+            for batch_size in batch_sizes:
+                latencies: dict[str, list[float]] = {role: [] for role in MODELS}
+                for r, batch in enumerate(_windows(texts[kind], batch_size, repeats)):
+                    order = MODELS if r % 2 == 0 else MODELS[::-1]
+                    for role in order:
+                        t0 = time.perf_counter()
+                        runners[role].encode(kind, batch)
+                        latencies[role].append(time.perf_counter() - t0)
+                        progress.update()
+                for role in MODELS:
+                    results.append(_cell(role, backend, kind, batch_size, latencies[role]))
+                progress.set_postfix_str(
+                    f"{backend} {kind} b={batch_size} "
+                    f"x{results[-1]['throughput'] / results[-2]['throughput']:.1f}"
+                )
+        del runners
+    progress.close()
+    models.release_torch()
+
+    import onnxruntime
+
+    import leaf_hub
+
+    try:
+        import torch
+
+        torch_version = torch.__version__
+    except ImportError:  # pragma: no cover
+        torch_version = None
+    meta = {
+        "leaf": str(leaf),
+        "teacher": str(teacher),
+        "backends": list(backends),
+        "batch_sizes": list(batch_sizes),
+        "repeats": repeats,
+        "max_seq_length": seq_len,
+        "model_max_seq_length": model_limits,
+        "threads": threads,
+        "cpu": _cpu_name(),
+        "cores": os.cpu_count(),
+        "load_average_before": load_before,
+        "load_average_after": _load(),
+        "texts": {
+            "queries": {"source": (sources or {}).get("queries", "given"), "count": len(texts["queries"])},
+            "documents": {"source": (sources or {}).get("documents", "given"), "count": len(texts["documents"])},
+        },
+        "protocol": (
+            "teacher and leaf interleaved on the same batches (order alternating per repeat); same "
+            "max_seq_length; tokenization + model + pooling timed (encode_query / encode_document); "
+            "throughput = batch_size / median latency; speed-up = leaf peak throughput / teacher peak "
+            f"throughput over batch sizes; max batch under {LATENCY_BUDGET_MS:.0f} ms uses the median latency"
+        ),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "wall_time_s": round(time.perf_counter() - started, 1),
+        "versions": {
+            "leaf_hub": leaf_hub.__version__,
+            "torch": torch_version,
+            "onnxruntime": onnxruntime.__version__,
+            "python": platform.python_version(),
+        },
+    }
+    return {"meta": meta, "results": results, "summary": summarize(results)}
+
+
+# -- reports ------------------------------------------------------------------------------------------
+
+
+def _fmt(x: float | None, digits: int = 1) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    """The benchmark as Markdown: setup, then per backend a table per kind and the speed-ups."""
+    meta, summary = report["meta"], report["summary"]
+    lines = [
+        "# Leaf vs teacher: throughput and latency",
+        "",
+        f"- leaf: `{meta['leaf']}`; teacher: `{meta['teacher']}`",
+        f"- hardware: {meta['cpu']}, {meta['cores']} cores, {meta['threads']} threads; "
+        f"load average before/after: {meta.get('load_average_before')} / {meta.get('load_average_after')}",
+        f"- both models at max_seq_length {meta['max_seq_length']} (own limits: {meta.get('model_max_seq_length')})",
+        f"- queries: {meta['texts']['queries']['source']} ({meta['texts']['queries']['count']}); "
+        f"documents: {meta['texts']['documents']['source']} ({meta['texts']['documents']['count']})",
+        f"- {meta['repeats']} repeats per batch size; {meta['protocol']}",
+        "",
+        "## Summary",
+        "",
+        "| backend | queries speed-up | documents speed-up | max batch < 100 ms (teacher / leaf), queries | "
+        "documents |",
+        "|---|---|---|---|---|",
+    ]
+    for backend, s in summary.items():
+        mb = s["max_batch_under_100ms"]
+        lines.append(
+            f"| {backend} | {_fmt(s['queries_speedup'])}x | {_fmt(s['documents_speedup'])}x | "
+            f"{mb['teacher']['queries'] or '-'} / {mb['leaf']['queries'] or '-'} | "
+            f"{mb['teacher']['documents'] or '-'} / {mb['leaf']['documents'] or '-'} |"
+        )
+    for backend in summary:
+        for kind in KINDS:
+            rows = {
+                (r["model"], r["batch_size"]): r
+                for r in report["results"]
+                if r["backend"] == backend and r["kind"] == kind
+            }
+            sizes = sorted({b for _, b in rows})
+            lines += [
+                "",
+                f"## {backend}, {kind}",
+                "",
+                "| batch | teacher texts/s | leaf texts/s | speed-up | teacher median / min ms | "
+                "leaf median / min ms |",
+                "|---|---|---|---|---|---|",
+            ]
+            for b in sizes:
+                t, lf = rows.get(("teacher", b)), rows.get(("leaf", b))
+                if not t or not lf:
+                    continue
+                lines.append(
+                    f"| {b} | {t['throughput']:.1f} | {lf['throughput']:.1f} | "
+                    f"{lf['throughput'] / t['throughput']:.1f}x | {t['median_latency_ms']:.0f} / "
+                    f"{t['min_latency_ms']:.0f} | {lf['median_latency_ms']:.0f} / {lf['min_latency_ms']:.0f} |"
+                )
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict[str, Any], path: str | os.PathLike) -> None:
+    """Throughput vs batch size, teacher vs leaf: one panel per (kind, backend), like the paper's Figure 12."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    backends = list(report["summary"])
+    fig, axes = plt.subplots(
+        len(KINDS), len(backends), figsize=(4.2 * len(backends), 6.5), squeeze=False, sharex=True
+    )
+    for col, backend in enumerate(backends):
+        for row, kind in enumerate(KINDS):
+            ax = axes[row][col]
+            for model, style in (("teacher", "o--"), ("leaf", "s-")):
+                cells = sorted(
+                    (r["batch_size"], r["throughput"])
+                    for r in report["results"]
+                    if r["backend"] == backend and r["kind"] == kind and r["model"] == model
+                )
+                if cells:
+                    ax.plot([c[0] for c in cells], [c[1] for c in cells], style, label=model)
+            speedup = report["summary"][backend].get(f"{kind}_speedup")
+            ax.set_title(f"{backend}: {kind} ({_fmt(speedup)}x)")
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(report["meta"]["batch_sizes"], [str(b) for b in report["meta"]["batch_sizes"]])
+            ax.grid(alpha=0.3)
+            if col == 0:
+                ax.set_ylabel("texts / s")
+            if row == len(KINDS) - 1:
+                ax.set_xlabel("batch size")
+            ax.legend()
+    fig.suptitle(f"leaf vs teacher, max_seq_length {report['meta']['max_seq_length']}, {report['meta']['cpu']}")
+    fig.tight_layout()
+    _atomic(Path(path), lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+
+
+def _atomic(path: Path, write: Callable[[str], None]) -> None:
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_report(report: dict[str, Any], output: str | os.PathLike) -> tuple[Path, Path, Path]:
+    """Write ``output`` (JSON), the Markdown and the PNG next to it; returns the three paths."""
+    out = Path(output).expanduser()
+    md, png = out.with_suffix(".md"), out.with_suffix(".png")
+
+    def write_text(text: str) -> Callable[[str], None]:
+        def write(tmp: str) -> None:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+
+        return write
+
+    _atomic(out, write_text(json.dumps(report, indent=2) + "\n"))
+    _atomic(md, write_text(to_markdown(report)))
+    plot(report, png)
+    return out, md, png
+
+
+# -- CLI ----------------------------------------------------------------------------------------------
+
+
+def _int_list(value: str) -> list[int]:
+    try:
+        sizes = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {value!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"batch sizes must be positive integers, got {value!r}")
+    return sizes
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--leaf", required=True, help="the leaf model: folder or Hub id")
+    parser.add_argument("--teacher", required=True, help="its teacher: Hub id or folder")
+    parser.add_argument(
+        "--backends", default=",".join(BACKENDS), help=f"comma-separated, from {', '.join(BACKENDS)} (default: all)"
+    )
+    parser.add_argument("--queries", help="queries file (.jsonl with 'text', or one per line); default CISI")
+    parser.add_argument("--documents", help="documents file (.jsonl with 'text'[, 'title'], or one per line)")
+    parser.add_argument(
+        "--batch-sizes", type=_int_list, default=list(DEFAULT_BATCH_SIZES), help="default 1,2,4,8,16,24"
+    )
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per model and batch size (default 5)")
+    parser.add_argument(
+        "--max-seq-length", type=int, default=None, help="for both models (default: the smaller model limit)"
+    )
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores)")
+    parser.add_argument("--onnx-cache", default=None, help="where to export models without onnx/ (default: leaf-hub cache)")
+    parser.add_argument("--output", default="bench.json", help="JSON report; .md and .png are written next to it")
+
+
+def run(args: argparse.Namespace) -> int:
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    queries, documents, sources = default_texts(args.queries, args.documents)
+    report = run_benchmark(
+        args.leaf,
+        args.teacher,
+        backends=backends,
+        queries=queries,
+        documents=documents,
+        batch_sizes=args.batch_sizes,
+        repeats=args.repeats,
+        max_seq_length=args.max_seq_length,
+        threads=args.threads,
+        onnx_cache=args.onnx_cache,
+        sources=sources,
+    )
+    paths = write_report(report, args.output)
+    for backend, s in report["summary"].items():
+        print(
+            f"{backend}: leaf/teacher throughput x{_fmt(s['queries_speedup'])} queries, "
+            f"x{_fmt(s['documents_speedup'])} documents"
+        )
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0

@@ -1,0 +1,351 @@
+"""``leaf-hub publish``: push a leaf, an asymmetric pair, the Vocabulary dataset or a teacher cache to the Hub.
+
+One publish is one commit: the repo is created if missing (``create_repo(exist_ok=True)``), then every file
+of the folder (weights, tokenizer, sentence-transformers config, ``onnx/``, reports, plots, and the card) goes
+up in a single ``create_commit``. A commit is all or nothing, and files are addressed by path, so a publish
+that failed half-way (network down, wrong token) is simply rerun: files overwrite by path and unchanged
+ones are skipped by huggingface_hub, nothing is duplicated. ``--dry-run`` prints exactly the files and the
+commit it would make without touching the network.
+
+The card: a folder without README.md, or with the generic card sentence-transformers writes on save, or
+with a card from ``leaf-hub card`` (marker comment) gets a freshly rendered card naming the target repo;
+a hand-written README (no marker) is uploaded as it is. ``--keep-readme`` always uploads the folder's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from leaf_hub.errors import LeafHubError
+from leaf_hub.model_card import leaf_hub_version
+
+logger = logging.getLogger(__name__)
+
+# Never uploaded: hidden files (temp files of atomic writes, .git, .cache), Python caches, the Vocabulary
+# builder's journal (its content is already in the dataset files) and unfinished downloads.
+EXCLUDE = (".*", "__pycache__", "*.pyc", "*.tmp", "*.partial", "*.lock", "journal.jsonl")
+TOKEN_HELP = (
+    "log in with `hf auth login`, set HF_TOKEN, or pass --token; create a token with write access at "
+    "https://huggingface.co/settings/tokens"
+)
+
+
+@dataclass
+class PlannedFile:
+    path_in_repo: str
+    source: Path | bytes  # a local file, or rendered content (the card)
+    size: int
+    note: str = ""
+
+
+@dataclass
+class PublishPlan:
+    folder: Path
+    kind: str
+    repo_id: str
+    repo_type: str
+    private: bool
+    revision: str | None
+    create_pr: bool
+    commit_message: str
+    endpoint: str
+    files: list[PlannedFile] = field(default_factory=list)
+
+    @property
+    def total_size(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def describe(self) -> str:
+        """What the publish does, file by file (the ``--dry-run`` output)."""
+        branch = self.revision or "main"
+        target = f"a pull request against {branch}" if self.create_pr else f"branch {branch}"
+        lines = [
+            f"endpoint: {self.endpoint}",
+            f"repo:     {self.repo_id} ({self.repo_type}; created {'private' if self.private else 'public'} if missing)",
+            f"commit:   {self.commit_message!r} -> {target}",
+            f"content:  {self.kind} from {self.folder}",
+            f"files:    {len(self.files)}, {_human_size(self.total_size)} ({self.total_size:,} bytes)",
+        ]
+        width = max((len(f"{f.size:,}") for f in self.files), default=1)
+        for f in self.files:
+            lines.append(f"  {f.size:>{width},}  {f.path_in_repo}{f'  ({f.note})' if f.note else ''}")
+        return "\n".join(lines)
+
+
+def _human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"  # pragma: no cover
+
+
+def _excluded(relative: Path) -> bool:
+    return any(fnmatch.fnmatch(part, pattern) for part in relative.parts for pattern in EXCLUDE)
+
+
+def collect_files(folder: Path, include: list[str] | None = None) -> dict[str, Path]:
+    """path in repo -> local file: the folder's files (minus EXCLUDE), plus ``include`` files/folders."""
+    files: dict[str, Path] = {}
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if path.is_file() and not _excluded(relative):
+            files[relative.as_posix()] = path
+    for item in include or []:
+        extra = Path(item)
+        if extra.is_file():
+            files[extra.name] = extra
+        elif extra.is_dir():
+            for path in sorted(extra.rglob("*")):
+                relative = path.relative_to(extra)
+                if path.is_file() and not _excluded(relative):
+                    files[(Path(extra.name) / relative).as_posix()] = path
+        else:
+            raise LeafHubError(f"--include {item} does not exist; give files or folders to add to the upload")
+    return files
+
+
+def _endpoint() -> str:
+    from huggingface_hub import constants
+
+    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+
+
+def plan_publish(
+    folder: str | Path,
+    repo_id: str,
+    repo_type: str = "auto",
+    private: bool = False,
+    revision: str | None = None,
+    create_pr: bool = False,
+    commit_message: str | None = None,
+    keep_readme: bool = False,
+    include: list[str] | None = None,
+) -> PublishPlan:
+    """Decide everything a publish uploads, without any network access."""
+    from leaf_hub.model_card import (
+        DATASET_KINDS,
+        detect_kind,
+        is_generated_card,
+        is_sentence_transformers_card,
+        render_card,
+    )
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise LeafHubError(
+            f"{folder} is not a folder; give a leaf folder (OUTPUT/leaf), a pair or a dataset folder"
+        )
+    if not (folder / "modules.json").is_file() and (folder / "leaf" / "modules.json").is_file():
+        raise LeafHubError(
+            f"{folder} is a distillation run folder; publish its final model: {folder / 'leaf'}"
+        )
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise LeafHubError(f"--repo-id {repo_id!r} must look like USER/NAME (or ORG/NAME)")
+    kind = detect_kind(folder)
+    natural_type = "dataset" if kind in DATASET_KINDS else "model"
+    if repo_type == "auto":
+        repo_type = natural_type
+    elif repo_type != natural_type:
+        logger.warning("publishing a %s as a %s repo, as asked", kind, repo_type)
+    files = collect_files(folder, include)
+    if not files:
+        raise LeafHubError(f"{folder} has no files to publish")
+    planned = [PlannedFile(p, src, src.stat().st_size) for p, src in files.items() if p != "README.md"]
+    readme = files.get("README.md")
+    text = readme.read_text(encoding="utf-8", errors="replace") if readme else None
+    if keep_readme and text is not None:
+        planned.append(PlannedFile("README.md", readme, readme.stat().st_size, "the folder's own"))
+    elif text is not None and not (is_generated_card(text) or is_sentence_transformers_card(text)):
+        planned.append(PlannedFile("README.md", readme, readme.stat().st_size, "hand-written, kept"))
+    else:
+        content = render_card(folder, kind, repo_id).encode("utf-8")
+        why = "the folder has none" if text is None else "replaces the folder's generated card"
+        planned.append(PlannedFile("README.md", content, len(content), f"rendered by leaf-hub card: {why}"))
+    planned.sort(key=lambda f: f.path_in_repo)
+    message = commit_message or f"Upload {kind} with leaf-hub {leaf_hub_version()}"
+    return PublishPlan(
+        folder, kind, repo_id, repo_type, private, revision, create_pr, message, _endpoint(), planned
+    )
+
+
+@dataclass
+class PublishResult:
+    commit_url: str
+    commit_oid: str
+    pr_url: str | None
+    changed: int
+    unchanged: int
+
+
+def publish(plan: PublishPlan, token: str | None = None) -> PublishResult:
+    """Create the repo if needed and make the plan's one commit. Errors become LeafHubError."""
+    from huggingface_hub import CommitOperationAdd, HfApi, constants
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+    from huggingface_hub.utils import get_token
+
+    token = token or get_token()
+    if not token:
+        raise LeafHubError(f"no Hugging Face token found to publish {plan.repo_id}; {TOKEN_HELP}")
+    if constants.is_offline_mode() or os.environ.get("HF_HUB_OFFLINE", "").lower() in (
+        "1",
+        "true",
+        "yes",
+        "on",
+    ):
+        raise LeafHubError(
+            f"the Hub at {plan.endpoint} is unreachable or offline mode is on (HF_HUB_OFFLINE); check the "
+            "network (or HF_ENDPOINT) and unset HF_HUB_OFFLINE, then rerun"
+        )
+    api = HfApi(
+        endpoint=plan.endpoint, token=token, library_name="leaf-hub", library_version=leaf_hub_version()
+    )
+    network_errors = _network_errors()
+    step = "checking the token"
+    try:
+        try:
+            user = api.whoami(token=token)
+        except HfHubHTTPError as exc:
+            if _status(exc) == 401:
+                raise LeafHubError(
+                    f"the Hub at {plan.endpoint} rejected the token (401 Unauthorized); {TOKEN_HELP}"
+                ) from exc
+            raise
+        logger.info("publishing as %s to %s", user.get("name", "?"), plan.endpoint)
+        step = "creating the repo"
+        api.create_repo(plan.repo_id, repo_type=plan.repo_type, private=plan.private, exist_ok=True)
+        if plan.revision and plan.revision != "main":
+            step = f"creating branch {plan.revision}"
+            api.create_branch(plan.repo_id, branch=plan.revision, repo_type=plan.repo_type, exist_ok=True)
+        step = "uploading the commit"
+        operations = [CommitOperationAdd(f.path_in_repo, _source(f.source)) for f in plan.files]
+        info = api.create_commit(
+            plan.repo_id,
+            operations,
+            commit_message=plan.commit_message,
+            commit_description=f"{len(plan.files)} files from {plan.folder.name}/ by leaf-hub {leaf_hub_version()}",
+            repo_type=plan.repo_type,
+            revision=plan.revision,
+            create_pr=plan.create_pr,
+        )
+    except LeafHubError:
+        raise
+    except OfflineModeIsEnabled as exc:
+        raise LeafHubError(f"offline mode is on (HF_HUB_OFFLINE): cannot publish to {plan.endpoint}") from exc
+    except network_errors as exc:
+        raise LeafHubError(
+            f"network failure while {step} at {plan.endpoint} ({exc.__class__.__name__}: {exc}); the commit may "
+            "or may not have been applied: rerun the same command, it overwrites files by path and skips "
+            "unchanged ones, so nothing is duplicated"
+        ) from exc
+    except HfHubHTTPError as exc:
+        status = _status(exc)
+        if status in (401, 403):
+            raise LeafHubError(
+                f"the Hub refused {step} for {plan.repo_id} ({status}): the token lacks write access to this "
+                f"namespace, or the repo belongs to someone else; {TOKEN_HELP}"
+            ) from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise LeafHubError(f"the Hub refused {step} for {plan.repo_id}: {first}") from exc
+    except ValueError as exc:  # e.g. the Hub's metadata validation of README.md
+        raise LeafHubError(f"the Hub refused {step} for {plan.repo_id}: {exc}") from exc
+    unchanged = sum(
+        1 for op in operations if getattr(op, "_remote_oid", None) and op._remote_oid == op._local_oid
+    )
+    return PublishResult(info.commit_url, info.oid, info.pr_url, len(operations) - unchanged, unchanged)
+
+
+def _source(source: Path | bytes) -> str | bytes:
+    return source if isinstance(source, bytes) else str(source)
+
+
+def _status(exc) -> int | None:
+    response = getattr(exc, "response", None)
+    return getattr(response, "status_code", None)
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """Transport-level failures of the HTTP client huggingface_hub uses (httpx2 in 2.x, httpx before)."""
+    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    for module in ("httpx2", "httpx", "requests"):
+        try:
+            lib = __import__(module)
+        except ImportError:
+            continue
+        for name in ("TransportError", "ConnectionError", "Timeout"):
+            cls = getattr(lib, name, None)
+            if isinstance(cls, type) and issubclass(cls, BaseException):
+                errors.append(cls)
+    return tuple(errors)
+
+
+# -- CLI -----------------------------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "path", metavar="PATH", help="a leaf folder (OUTPUT/leaf), a pair, or a dataset folder"
+    )
+    parser.add_argument("--repo-id", required=True, help="USER/NAME or ORG/NAME on the Hub")
+    parser.add_argument(
+        "--repo-type",
+        choices=("auto", "model", "dataset"),
+        default="auto",
+        help="default: dataset for the Vocabulary or a teacher cache, model otherwise",
+    )
+    parser.add_argument("--private", action="store_true", help="create the repo private (if it is created)")
+    parser.add_argument(
+        "--revision", metavar="BRANCH", help="commit to this branch (created from main if missing)"
+    )
+    parser.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
+    parser.add_argument("--dry-run", action="store_true", help="print the files and the commit; send nothing")
+    parser.add_argument("--token", help="Hub token with write access (default: HF_TOKEN or `hf auth login`)")
+    parser.add_argument("--commit-message", help="default: 'Upload <kind> with leaf-hub <version>'")
+    parser.add_argument(
+        "--include", action="append", metavar="PATH", help="also upload this file or folder (e.g. eval plots)"
+    )
+    parser.add_argument("--keep-readme", action="store_true", help="upload the folder's README.md as it is")
+
+
+def quiet_http_logs() -> None:
+    """One INFO line per HTTP request drowns the stage's own messages; keep them for --verbose."""
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        for name in ("httpx", "httpx2", "httpcore"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def run(args: argparse.Namespace) -> int:
+    quiet_http_logs()
+    plan = plan_publish(
+        args.path,
+        args.repo_id,
+        repo_type=args.repo_type,
+        private=args.private,
+        revision=args.revision,
+        create_pr=args.create_pr,
+        commit_message=args.commit_message,
+        keep_readme=args.keep_readme,
+        include=args.include,
+    )
+    if args.dry_run:
+        print("leaf-hub publish --dry-run: nothing is sent; this publish would make one commit:")
+        print(plan.describe())
+        return 0
+    logger.info("publishing %d files (%s) to %s", len(plan.files), _human_size(plan.total_size), plan.repo_id)
+    result = publish(plan, token=args.token)
+    if result.changed == 0:
+        print(
+            f"{plan.repo_id} is up to date: all {result.unchanged} files are already there ({result.commit_url})"
+        )
+    elif result.pr_url:
+        print(f"opened {result.pr_url} with {result.changed} changed files ({result.unchanged} unchanged)")
+    else:
+        print(
+            f"published {result.changed} changed files ({result.unchanged} unchanged) to {plan.repo_id}: "
+            f"{result.commit_url}"
+        )
+    return 0

@@ -1,0 +1,338 @@
+"""The LEAF training loop: make the leaf's embedding of each text land on the teacher's.
+
+Loss per text is ``||leaf(text) - teacher(text)||_2`` (no labels, no negatives); the teacher's vectors come
+precomputed from the cache. The loop runs under Accelerate (CPU, one GPU, or ``accelerate launch`` over
+many, with bf16/fp16 and gradient accumulation), groups batches by token length, and follows the paper's
+schedule: AdamW, ``cycles`` cycles of linear decay from ``lr`` to ``min_lr`` over ``epochs_per_cycle``
+epochs each (compressed to fit when ``max_steps`` bounds the run). It evaluates on held-out texts, keeps a
+checkpoint per epoch and the best leaf, and saves its full state atomically so ``resume`` after a kill
+continues exactly where an uninterrupted run would be.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+
+from leaf_hub.batching import length_grouped_batches, random_batches
+from leaf_hub.errors import LeafHubError
+from leaf_hub.leaf import projection
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 32
+    lr: float = 1e-4
+    min_lr: float = 1e-5
+    weight_decay: float = 0.01
+    beta1: float = 0.9
+    beta2: float = 0.999
+    cycles: int = 3
+    epochs_per_cycle: int = 10
+    warmup_steps: int = 0
+    head_lr: float | None = None  # learning rate of the projection; None = lr
+    max_steps: int | None = None
+    max_minutes: float | None = None
+    eval_every: int = 100
+    save_every: int = 100
+    gradient_accumulation_steps: int = 1
+    mixed_precision: str = "no"
+    length_grouping: bool = True
+    keep_checkpoints: int | None = None
+    seed: int = 0
+
+
+@dataclass
+class TrainData:
+    """Pre-tokenized texts (the leaf's tokenizer, prompts applied) and their teacher embeddings."""
+
+    input_ids: list[list[int]]
+    targets: np.ndarray  # (n, d_teacher) float32
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    pad_token_id: int
+
+
+def collate(input_ids: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    width = max(len(ids) for ids in input_ids)
+    ids = torch.full((len(input_ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(input_ids), width), dtype=torch.long)
+    for row, seq in enumerate(input_ids):
+        ids[row, : len(seq)] = torch.tensor(seq)
+        mask[row, : len(seq)] = 1
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+class _Rows:
+    def __init__(self, data: TrainData):
+        self.data = data
+
+    def collate(self, rows: list[int]):
+        batch = collate([self.data.input_ids[i] for i in rows], self.data.pad_token_id)
+        batch["target"] = torch.from_numpy(self.data.targets[rows])
+        return batch
+
+
+def lr_factor(step: int, total: int, cycles: int, lr: float, min_lr: float, warmup: int) -> float:
+    """Multiplier on ``lr``: optional linear warm-up, then ``cycles`` linear decays from lr to min_lr."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    cycle_len = max(1, math.ceil(total / max(1, cycles)))
+    pos = (step % cycle_len) / cycle_len
+    return (min_lr + (lr - min_lr) * (1.0 - pos)) / lr
+
+
+def leaf_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of the L2 distance between leaf and teacher embeddings."""
+    return (pred.float() - target.float()).norm(dim=1).mean()
+
+
+@torch.no_grad()
+def validate(model, data: TrainData, batch_size: int, device) -> dict[str, float]:
+    """Mean L2 distance and cosine to the teacher on the held-out rows."""
+    was_training = model.training
+    model.eval()
+    l2, cos = [], []
+    idx = data.val_idx[np.argsort([len(data.input_ids[i]) for i in data.val_idx], kind="stable")]
+    for start in range(0, len(idx), batch_size):
+        rows = idx[start : start + batch_size].tolist()
+        batch = {
+            k: v.to(device) for k, v in collate([data.input_ids[i] for i in rows], data.pad_token_id).items()
+        }
+        pred = model(batch)["sentence_embedding"].float()
+        target = torch.from_numpy(data.targets[rows]).to(device)
+        l2.append((pred - target).norm(dim=1).cpu())
+        cos.append(torch.nn.functional.cosine_similarity(pred, target, dim=1).cpu())
+    model.train(was_training)
+    return {"val_l2": float(torch.cat(l2).mean()), "val_cosine": float(torch.cat(cos).mean())}
+
+
+def _atomic_save_dir(save, target: Path) -> None:
+    """Write a folder via ``save(tmp)`` and swap it in, so a kill never leaves a half-written folder."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save(tmp)
+    if target.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        target.rename(old)
+    tmp.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _state_dir(out: Path) -> Path | None:
+    for name in ("state", ".state.old"):  # .old survives a kill between the two renames
+        if (out / name / "trainer_state.json").is_file():
+            return out / name
+    return None
+
+
+def train(leaf, data: TrainData, out: Path, config: TrainConfig, resume: bool = False) -> dict:
+    """Train ``leaf`` in place; writes checkpoints, the best leaf (``out/leaf``) and metrics under ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    saved = _state_dir(out)
+    if saved is not None and not resume:
+        raise LeafHubError(
+            f"{out} holds the saved state of an earlier run; pass --resume to continue it, "
+            "or choose another --output"
+        )
+    accelerator = Accelerator(
+        mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.gradient_accumulation_steps
+    )
+    set_seed(config.seed)
+    head = list(projection(leaf).parameters())
+    head_ids = {id(p) for p in head}
+    body = [p for p in leaf.parameters() if id(p) not in head_ids]
+    optimizer = torch.optim.AdamW(
+        [{"params": body, "lr": config.lr}, {"params": head, "lr": config.head_lr or config.lr}],
+        betas=(config.beta1, config.beta2),
+        weight_decay=config.weight_decay,
+    )
+    rows = _Rows(data)
+    n_batches = math.ceil(len(data.train_idx) / config.batch_size)
+    steps_per_epoch = max(1, n_batches // (accelerator.num_processes * config.gradient_accumulation_steps))
+    total = config.cycles * config.epochs_per_cycle * steps_per_epoch
+    if config.max_steps:
+        total = min(total, config.max_steps)
+
+    def factor(step: int) -> float:
+        return lr_factor(step, total, config.cycles, config.lr, config.min_lr, config.warmup_steps)
+
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
+    # The learning rate is a pure function of the step: nothing to save, nothing to drift on resume.
+    model, optimizer = accelerator.prepare(leaf, optimizer)
+
+    progress = {
+        "step": 0,
+        "epoch": 0,
+        "batch_in_epoch": 0,
+        "best_val_l2": None,
+        "texts_seen": 0,
+        "elapsed_s": 0.0,
+    }
+    if saved is not None:
+        accelerator.load_state(str(saved))
+        progress = json.loads((saved / "trainer_state.json").read_text())
+        logger.info("resumed from %s at step %d (epoch %d)", saved, progress["step"], progress["epoch"])
+    metrics_path = out / "metrics.jsonl"
+    _truncate_metrics(metrics_path, progress["step"])
+
+    def log(record: dict) -> None:
+        if accelerator.is_main_process:
+            with open(metrics_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def save_state() -> None:
+        def write(tmp: Path) -> None:
+            accelerator.save_state(str(tmp))
+            (tmp / "trainer_state.json").write_text(json.dumps(progress))
+
+        if accelerator.is_main_process:
+            _atomic_save_dir(write, out / "state")
+        accelerator.wait_for_everyone()
+
+    def evaluate_and_keep_best(tag: str) -> dict:
+        stats = validate(accelerator.unwrap_model(model), data, config.batch_size * 2, accelerator.device)
+        record = {"step": progress["step"], "epoch": progress["epoch"], "event": tag, **stats}
+        record["texts_seen"], record["elapsed_s"] = progress["texts_seen"], round(progress["elapsed_s"], 2)
+        log(record)
+        best = progress["best_val_l2"]
+        if accelerator.is_main_process and (
+            best is None or stats["val_l2"] < best or not (out / "leaf").exists()
+        ):
+            progress["best_val_l2"] = min(stats["val_l2"], best) if best is not None else stats["val_l2"]
+            _atomic_save_dir(lambda p: accelerator.unwrap_model(model).save(str(p)), out / "leaf")
+        model.train()  # saving a SentenceTransformer switches its modules to eval mode (no dropout)
+        return record
+
+    start_time = time.monotonic() - progress["elapsed_s"]
+    if progress["step"] == 0:
+        first = evaluate_and_keep_best("start")
+        logger.info("step 0: validation L2 %.4f, cosine %.4f", first["val_l2"], first["val_cosine"])
+    bar = tqdm(
+        total=total,
+        initial=progress["step"],
+        desc="training",
+        unit="step",
+        disable=not accelerator.is_main_process,
+    )
+    model.train()
+    running, last = [], None
+    stop = progress["step"] >= total
+    while not stop:
+        epoch = progress["epoch"]
+        make = length_grouped_batches if config.length_grouping else random_batches
+        if config.length_grouping:
+            local = make(
+                [len(data.input_ids[i]) for i in data.train_idx], config.batch_size, config.seed, epoch
+            )
+        else:
+            local = make(len(data.train_idx), config.batch_size, config.seed, epoch)
+        # Each process takes every num_processes-th batch; equal counts keep DDP's collectives in step.
+        mine = local[accelerator.process_index :: accelerator.num_processes][
+            : len(local) // accelerator.num_processes or 1
+        ]
+        batches = [data.train_idx[b].tolist() for b in mine]
+        # A plain generator, not a DataLoader: its iterator would draw from the global RNG and shift dropout.
+        loader = (rows.collate(b) for b in batches[progress["batch_in_epoch"] :])
+        for batch in loader:
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            # Dropout masks are a pure function of (seed, epoch, batch, process): a resumed run replays them
+            # exactly, whatever else touched the global RNG in between.
+            torch.manual_seed(
+                hash((config.seed, progress["epoch"], progress["batch_in_epoch"], accelerator.process_index)) % 2**63
+            )
+            with accelerator.accumulate(model):
+                for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
+                    group["lr"] = base * factor(progress["step"])
+                target = batch.pop("target")
+                loss = leaf_loss(model(batch)["sentence_embedding"], target)
+                accelerator.backward(loss)
+                optimizer.step()
+                optimizer.zero_grad()
+            progress["batch_in_epoch"] += 1
+            progress["texts_seen"] += len(target) * accelerator.num_processes
+            running.append(loss.item())
+            if not accelerator.sync_gradients:
+                continue
+            progress["step"] += 1
+            progress["elapsed_s"] = time.monotonic() - start_time
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(running[-20:]):.4f}")
+            step = progress["step"]
+            out_of_time = config.max_minutes is not None and progress["elapsed_s"] > 60 * config.max_minutes
+            stop = step >= total or out_of_time
+            if step % config.eval_every == 0 or stop:
+                last = evaluate_and_keep_best("eval")
+                last["loss"] = float(np.mean(running))
+                running = []
+                bar.write(
+                    f"step {step}: loss {last['loss']:.4f}  val L2 {last['val_l2']:.4f}  cosine {last['val_cosine']:.4f}"
+                )
+            if step % config.save_every == 0 or stop:
+                save_state()
+            if stop:
+                if out_of_time:
+                    logger.info("stopping after %.1f minutes (--max-minutes)", progress["elapsed_s"] / 60)
+                break
+        else:  # the epoch ran to its end
+            progress["epoch"] += 1
+            progress["batch_in_epoch"] = 0
+            if accelerator.is_main_process:
+                ckpt = out / "checkpoints" / f"epoch-{progress['epoch']:03d}"
+                _atomic_save_dir(lambda p: accelerator.unwrap_model(model).save(str(p)), ckpt)
+                _prune_checkpoints(out / "checkpoints", config.keep_checkpoints)
+                model.train()
+            last = evaluate_and_keep_best("epoch")
+            save_state()
+    bar.close()
+    if last is None:
+        last = evaluate_and_keep_best("final")
+    return {
+        "steps": progress["step"],
+        "epochs": round(progress["step"] / steps_per_epoch, 3),
+        "texts_seen": progress["texts_seen"],
+        "wall_time_s": round(progress["elapsed_s"], 1),
+        "best_val_l2": progress["best_val_l2"],
+        "final": last,
+        "config": asdict(config),
+        "num_processes": accelerator.num_processes,
+        "device": str(accelerator.device),
+    }
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric lines written after the resumed step (they will be written again)."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                keep.append(line)
+        except json.JSONDecodeError:  # a line cut by a kill
+            continue
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in keep))
+    os.replace(tmp, path)
+
+
+def _prune_checkpoints(folder: Path, keep: int | None) -> None:
+    if not keep:
+        return
+    for old in sorted(folder.glob("epoch-*"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)

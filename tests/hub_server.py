@@ -1,0 +1,474 @@
+"""A minimal Hugging Face Hub look-alike for tests: the HTTP API that ``huggingface_hub`` 2.x calls to publish
+and download a repo, served by the standard library on 127.0.0.1.
+
+It implements what ``HfApi.whoami``, ``create_repo``, ``create_branch``, ``create_commit`` (with every file
+answered "regular" at preupload, so contents travel inline as base64 in the commit's NDJSON),
+``repo_info``/``model_info``/``dataset_info``, ``list_repo_tree``, ``hf_hub_download`` and
+``snapshot_download`` need, following the installed client's requests (``hf_api.py``, ``_commit_api.py``,
+``file_download.py``, ``_snapshot_download.py``). Storage is a temp folder of git-style blobs plus in-memory
+commits, so tests can inspect exactly what was committed.
+
+Like the real Hub: writes need a valid token (401 "Invalid credentials in Authorization header" otherwise),
+files are addressed by path and overwrite on commit, preupload reports the git oid of files already there
+(so unchanged files are skipped by the client), ``create_pr=1`` commits to ``refs/pr/N``. A knob drops the
+connection on chosen commit requests, before or after applying them, to test network failures mid-upload.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import yaml
+
+INVALID_CREDENTIALS = "Invalid credentials in Authorization header"
+_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
+
+
+def git_blob_oid(content: bytes) -> str:
+    """The git object id of a file, as the Hub reports it for regular (non-LFS) files."""
+    return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
+
+
+@dataclass
+class Commit:
+    oid: str
+    parent: str | None
+    summary: str
+    tree: dict[str, str]  # path -> blob oid
+    time: float
+
+
+@dataclass
+class Repo:
+    repo_type: str
+    repo_id: str
+    private: bool
+    refs: dict[str, str] = field(default_factory=dict)  # branch or refs/pr/N -> commit oid
+    commits: dict[str, Commit] = field(default_factory=dict)
+    prs: int = 0
+
+    def resolve(self, revision: str) -> Commit | None:
+        if revision in self.refs:
+            return self.commits[self.refs[revision]]
+        matches = [c for oid, c in self.commits.items() if oid.startswith(revision) and len(revision) >= 7]
+        return matches[0] if len(matches) == 1 else None
+
+    def history(self, revision: str = "main") -> list[Commit]:
+        """Commits reachable from ``revision``, newest first."""
+        commit, out = self.resolve(revision), []
+        while commit is not None:
+            out.append(commit)
+            commit = self.commits.get(commit.parent) if commit.parent else None
+        return out
+
+
+class HubServer:
+    """Start with ``with HubServer(tmp_path) as hub:``; point clients at ``hub.url`` with ``hub.token``."""
+
+    def __init__(self, root: str | Path, token: str = "hf_test_write_token", user: str = "tester"):
+        self.root = Path(root)
+        (self.root / "blobs").mkdir(parents=True, exist_ok=True)
+        self.token, self.user = token, user
+        self.repos: dict[tuple[str, str], Repo] = {}
+        self.requests: list[tuple[str, str]] = []  # (method, path) of every request, for assertions
+        self.commit_requests = 0
+        self._fail_commits: dict[int, str] = {}  # commit request number -> "before" | "after"
+        self._lock = threading.RLock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+    def start(self) -> HubServer:
+        hub = self
+
+        class Handler(_Handler):
+            server_hub = hub
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> HubServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "start the server first"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    # -- knobs and inspection ---------------------------------------------------------------------------
+    def fail_commit(self, number: int | None = None, mode: str = "before") -> None:
+        """Drop the connection on commit request ``number`` (1-based; default: the next one).
+
+        ``mode="before"``: the commit is not applied; ``"after"``: it is applied, but the answer is lost.
+        """
+        assert mode in ("before", "after")
+        with self._lock:
+            self._fail_commits[number or self.commit_requests + 1] = mode
+
+    def repo(self, repo_id: str, repo_type: str = "model") -> Repo:
+        return self.repos[(repo_type, repo_id)]
+
+    def files(self, repo_id: str, repo_type: str = "model", revision: str = "main") -> dict[str, bytes]:
+        commit = self.repo(repo_id, repo_type).resolve(revision)
+        assert commit is not None, f"no revision {revision}"
+        return {path: self.blob(oid) for path, oid in commit.tree.items()}
+
+    def blob(self, oid: str) -> bytes:
+        return (self.root / "blobs" / oid).read_bytes()
+
+    # -- state changes (under the lock) -----------------------------------------------------------------
+    def _store(self, content: bytes) -> str:
+        oid = git_blob_oid(content)
+        path = self.root / "blobs" / oid
+        if not path.exists():
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(content)
+            tmp.replace(path)
+        return oid
+
+    def _new_commit(self, repo: Repo, parent: Commit | None, summary: str, tree: dict[str, str]) -> Commit:
+        seed = json.dumps([parent.oid if parent else None, summary, sorted(tree.items()), time.time_ns()])
+        commit = Commit(
+            hashlib.sha1(seed.encode()).hexdigest(),
+            parent.oid if parent else None,
+            summary,
+            tree,
+            time.time(),
+        )
+        repo.commits[commit.oid] = commit
+        return commit
+
+    def _create_repo(self, repo_type: str, repo_id: str, private: bool) -> Repo:
+        repo = Repo(repo_type, repo_id, private)
+        # The Hub starts every repo with a commit holding .gitattributes.
+        attrs = self._store(b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n")
+        repo.refs["main"] = self._new_commit(repo, None, "initial commit", {".gitattributes": attrs}).oid
+        self.repos[(repo_type, repo_id)] = repo
+        return repo
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_hub: HubServer
+    protocol_version = "HTTP/1.0"  # one request per connection: simple and what a dropped connection needs
+
+    def log_message(self, format, *args):  # keep test output quiet
+        pass
+
+    # -- plumbing ---------------------------------------------------------------------------------------
+    def _send(self, status: int, body: bytes = b"", headers: dict | None = None, head: bool = False) -> None:
+        self.send_response(status)
+        headers = {"Content-Length": str(len(body)), **(headers or {})}
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+    def _json(self, status: int, data, headers: dict | None = None, head: bool = False) -> None:
+        body = json.dumps(data).encode()
+        self._send(status, body, {"Content-Type": "application/json", **(headers or {})}, head=head)
+
+    def _error(self, status: int, message: str, code: str | None = None, head: bool = False) -> None:
+        headers = {"X-Error-Message": message}
+        if code:
+            headers["X-Error-Code"] = code
+        self._json(status, {"error": message}, headers, head=head)
+
+    def _body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _auth(self) -> str | None:
+        """'ok' for the configured token, 'bad' for another one, None when no token was sent."""
+        value = self.headers.get("Authorization", "")
+        if not value:
+            return None
+        return "ok" if value == f"Bearer {self.server_hub.token}" else "bad"
+
+    def _drop_connection(self) -> None:
+        self.close_connection = True
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(2)
+        except OSError:
+            pass
+
+    def do_GET(self):
+        self._dispatch("GET")
+
+    def do_HEAD(self):
+        self._dispatch("HEAD")
+
+    def do_POST(self):
+        self._dispatch("POST")
+
+    def _dispatch(self, method: str) -> None:
+        hub = self.server_hub
+        split = urlsplit(self.path)
+        self.query = {k: v[-1] for k, v in parse_qs(split.query).items()}
+        parts = [unquote(p) for p in split.path.strip("/").split("/")]
+        with hub._lock:
+            hub.requests.append((method, split.path))
+        with contextlib.suppress(BrokenPipeError):
+            self._route(method, parts)
+
+    def _route(self, method: str, parts: list[str]) -> None:
+        head = method == "HEAD"
+        if parts[:1] == ["api"]:
+            rest = parts[1:]
+            if rest == ["whoami-v2"] and method == "GET":
+                return self._whoami()
+            if rest == ["repos", "create"] and method == "POST":
+                return self._create_repo()
+            if rest == ["validate-yaml"] and method == "POST":
+                return self._validate_yaml()
+            if len(rest) >= 3 and rest[0] in ("models", "datasets", "spaces"):
+                repo_type = rest[0][:-1]
+                repo_id = f"{rest[1]}/{rest[2]}"
+                action, args = (rest[3], rest[4:]) if len(rest) > 3 else ("info", [])
+                return self._repo_api(method, repo_type, repo_id, action, args)
+            return self._error(404, f"no such API route: /{'/'.join(parts)}")
+        # File downloads: /{ns}/{name}/resolve/{rev}/{path} (datasets/ and spaces/ prefixed).
+        repo_type = "model"
+        if parts and parts[0] in ("datasets", "spaces"):
+            repo_type, parts = parts[0][:-1], parts[1:]
+        if len(parts) >= 5 and parts[2] == "resolve" and method in ("GET", "HEAD"):
+            return self._resolve(repo_type, f"{parts[0]}/{parts[1]}", parts[3], "/".join(parts[4:]), head)
+        return self._error(404, "not found", head=head)
+
+    # -- endpoints --------------------------------------------------------------------------------------
+    def _whoami(self) -> None:
+        hub = self.server_hub
+        if self._auth() != "ok":
+            return self._error(401, INVALID_CREDENTIALS)
+        self._json(
+            200,
+            {
+                "type": "user",
+                "name": hub.user,
+                "fullname": hub.user.title(),
+                "orgs": [],
+                "auth": {"type": "access_token", "accessToken": {"displayName": "test", "role": "write"}},
+            },
+        )
+
+    def _create_repo(self) -> None:
+        hub = self.server_hub
+        payload = json.loads(self._body() or b"{}")
+        if self._auth() != "ok":
+            return self._error(401, INVALID_CREDENTIALS)
+        namespace = payload.get("organization") or hub.user
+        if namespace != hub.user:
+            return self._error(
+                403, f"You don't have the rights to create a repo under the namespace {namespace}"
+            )
+        repo_type = payload.get("type") or "model"
+        repo_id = f"{namespace}/{payload['name']}"
+        url = f"{hub.url}/{_PREFIX[repo_type]}{repo_id}"
+        private = payload.get("visibility") == "private" or bool(payload.get("private"))
+        with hub._lock:
+            if (repo_type, repo_id) in hub.repos:
+                return self._json(409, {"error": f"You already created this {repo_type} repo", "url": url})
+            hub._create_repo(repo_type, repo_id, private)
+        self._json(200, {"url": url, "name": repo_id})
+
+    def _validate_yaml(self) -> None:
+        payload = json.loads(self._body() or b"{}")
+        content = payload.get("content", "")
+        errors = []
+        if content.startswith("---"):
+            end = content.find("\n---", 3)
+            try:
+                meta = yaml.safe_load(content[3:end] if end > 0 else "")
+                if meta is not None and not isinstance(meta, dict):
+                    errors.append({"message": "metadata must be a YAML mapping"})
+            except yaml.YAMLError as exc:
+                errors.append({"message": f"invalid YAML: {exc}"})
+        self._json(400 if errors else 200, {"errors": errors, "warnings": []})
+
+    def _repo_api(self, method: str, repo_type: str, repo_id: str, action: str, args: list[str]) -> None:
+        hub = self.server_hub
+        head = method == "HEAD"
+        body = self._body() if method == "POST" else b""
+        auth = self._auth()
+        if auth == "bad":
+            return self._error(401, INVALID_CREDENTIALS, head=head)
+        with hub._lock:
+            repo = hub.repos.get((repo_type, repo_id))
+        if repo is None or (repo.private and auth != "ok"):
+            return self._error(404, "Repository not found", "RepoNotFound", head=head)
+        if method == "POST" and auth != "ok":
+            return self._error(401, "You must be authenticated to write", head=head)
+
+        if action in ("info", "revision") and method in ("GET", "HEAD"):
+            return self._info(repo, args[0] if args else "main", head)
+        if action == "tree" and method == "GET" and args:
+            return self._tree(repo, args[0], "/".join(args[1:]))
+        if action == "refs" and method == "GET":
+            branches = [
+                {"name": n, "ref": f"refs/heads/{n}", "targetCommit": c}
+                for n, c in repo.refs.items()
+                if not n.startswith("refs/")
+            ]
+            return self._json(200, {"branches": branches, "tags": [], "converts": []})
+        if action == "branch" and method == "POST" and args:
+            return self._create_branch(repo, "/".join(args), json.loads(body or b"{}"))
+        if action == "preupload" and method == "POST" and args:
+            return self._preupload(repo, args[0], json.loads(body or b"{}"))
+        if action == "commit" and method == "POST" and args:
+            return self._commit(repo, args[0], body)
+        return self._error(404, f"no such repo route: {action}", head=head)
+
+    def _info(self, repo: Repo, revision: str, head: bool) -> None:
+        commit = repo.resolve(revision)
+        if commit is None:
+            return self._error(404, f"Invalid rev id: {revision}", "RevisionNotFound", head=head)
+        data = {
+            "id": repo.repo_id,
+            "sha": commit.oid,
+            "private": repo.private,
+            "disabled": False,
+            "gated": False,
+            "tags": [],
+            "lastModified": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(commit.time)),
+            "siblings": [{"rfilename": path} for path in sorted(commit.tree)],
+        }
+        self._json(200, data, head=head)
+
+    def _tree(self, repo: Repo, revision: str, path: str) -> None:
+        hub = self.server_hub
+        commit = repo.resolve(revision)
+        if commit is None:
+            return self._error(404, f"Invalid rev id: {revision}", "RevisionNotFound")
+        recursive = self.query.get("recursive", "").lower() in ("1", "true")
+        prefix = f"{path.strip('/')}/" if path.strip("/") else ""
+        entries, folders = [], set()
+        for file_path, oid in sorted(commit.tree.items()):
+            if not file_path.startswith(prefix):
+                continue
+            rel = file_path[len(prefix) :]
+            if "/" in rel and not recursive:
+                folders.add(prefix + rel.split("/")[0])
+                continue
+            for i in range(rel.count("/")):
+                folders.add(prefix + "/".join(rel.split("/")[: i + 1]))
+            size = (hub.root / "blobs" / oid).stat().st_size
+            entries.append({"type": "file", "oid": oid, "size": size, "path": file_path})
+        dirs = [
+            {"type": "directory", "oid": hashlib.sha1(d.encode()).hexdigest(), "size": 0, "path": d}
+            for d in sorted(folders)
+        ]
+        self._json(200, dirs + entries)
+
+    def _create_branch(self, repo: Repo, branch: str, payload: dict) -> None:
+        hub = self.server_hub
+        with hub._lock:
+            if branch in repo.refs:
+                return self._error(409, f"Reference already exists: refs/heads/{branch}")
+            start = repo.resolve(payload.get("startingPoint") or "main")
+            if start is None:
+                return self._error(404, "Invalid starting point", "RevisionNotFound")
+            repo.refs[branch] = start.oid
+        self._json(200, {})
+
+    def _preupload(self, repo: Repo, revision: str, payload: dict) -> None:
+        commit = repo.resolve(revision)
+        if commit is None and self.query.get("create_pr") != "1":
+            return self._error(404, f"Invalid rev id: {revision}", "RevisionNotFound")
+        tree = commit.tree if commit else {}
+        files = [
+            {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False, "oid": tree.get(f["path"])}
+            for f in payload.get("files", [])
+        ]
+        self._json(200, {"files": files, "commitOid": commit.oid if commit else None})
+
+    def _commit(self, repo: Repo, revision: str, body: bytes) -> None:
+        hub = self.server_hub
+        with hub._lock:
+            hub.commit_requests += 1
+            failure = hub._fail_commits.pop(hub.commit_requests, None)
+        if failure == "before":
+            return self._drop_connection()
+        lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
+        if not lines or lines[0].get("key") != "header":
+            return self._error(400, "the commit payload must start with a header line")
+        header = lines[0]["value"]
+        create_pr = self.query.get("create_pr") == "1"
+        with hub._lock:
+            parent = repo.resolve(revision)
+            if parent is None:
+                return self._error(404, f"Invalid rev id: {revision}", "RevisionNotFound")
+            if header.get("parentCommit") and not parent.oid.startswith(header["parentCommit"]):
+                return self._error(412, "A commit has happened since. Please refresh and try again.")
+            tree = dict(parent.tree)
+            for line in lines[1:]:
+                key, value = line["key"], line["value"]
+                if key == "file":
+                    tree[value["path"]] = hub._store(base64.b64decode(value["content"]))
+                elif key == "deletedFile":
+                    tree.pop(value["path"], None)
+                elif key == "deletedFolder":
+                    prefix = value["path"].rstrip("/") + "/"
+                    tree = {p: o for p, o in tree.items() if not p.startswith(prefix)}
+                else:
+                    return self._error(400, f"this test Hub only takes inline (regular) files, not {key}")
+            commit = hub._new_commit(repo, parent, header.get("summary", ""), tree)
+            base = f"{hub.url}/{_PREFIX[repo.repo_type]}{repo.repo_id}"
+            pr_url = None
+            if create_pr:
+                repo.prs += 1
+                repo.refs[f"refs/pr/{repo.prs}"] = commit.oid
+                pr_url = f"{base}/discussions/{repo.prs}"
+            else:
+                repo.refs[revision] = commit.oid
+        if failure == "after":
+            return self._drop_connection()
+        self._json(
+            200,
+            {"commitUrl": f"{base}/commit/{commit.oid}", "commitOid": commit.oid, "pullRequestUrl": pr_url},
+        )
+
+    def _resolve(self, repo_type: str, repo_id: str, revision: str, path: str, head: bool) -> None:
+        hub = self.server_hub
+        auth = self._auth()
+        if auth == "bad":
+            return self._error(401, INVALID_CREDENTIALS, head=head)
+        with hub._lock:
+            repo = hub.repos.get((repo_type, repo_id))
+        if repo is None or (repo.private and auth != "ok"):
+            return self._error(404, "Repository not found", "RepoNotFound", head=head)
+        commit = repo.resolve(revision)
+        if commit is None:
+            return self._error(404, f"Invalid rev id: {revision}", "RevisionNotFound", head=head)
+        oid = commit.tree.get(path)
+        if oid is None:
+            return self._error(404, f"Entry not found: {path}", "EntryNotFound", head=head)
+        content = hub.blob(oid)
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "ETag": f'"{oid}"',
+            "X-Repo-Commit": commit.oid,
+        }
+        self._send(200, content, headers, head=head)

@@ -1,0 +1,225 @@
+"""``leaf-hub evaluate`` end to end with the tiny models: report contents checked against direct computation."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from eval_helpers import synthetic_beir, write_sts_plain
+from sentence_transformers import SentenceTransformer
+
+from leaf_hub.alignment import embedding_distance
+from leaf_hub.cli import main
+from leaf_hub.evaluate import checkpoint_val_l2, default_dims, mrl_quant_variants, parse_dims
+from leaf_hub.retrieval import evaluate_embeddings, load_beir_folder
+from leaf_hub.sts import evaluate_sts, read_pairs_file
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LEAF_HUB_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "embeddings"
+
+
+@pytest.fixture
+def leaf_copy(tiny_leaf_dir, tmp_path):
+    """A private copy of the tiny leaf (evaluate writes eval_report.json into it)."""
+    return shutil.copytree(tiny_leaf_dir, tmp_path / "leaf")
+
+
+@pytest.fixture
+def data(tmp_path):
+    return {
+        "beir": synthetic_beir(tmp_path / "syn"),
+        "sts": write_sts_plain(tmp_path / "pairs.tsv", n=40),
+    }
+
+
+def _run(*args) -> int:
+    return main(["evaluate", *map(str, args)])
+
+
+def test_end_to_end_report(tmp_path, cache, leaf_copy, tiny_teacher_dir, data, capsys):
+    out = tmp_path / "out" / "report.json"
+    rc = _run(
+        "--leaf", leaf_copy, "--teacher", tiny_teacher_dir, "--retrieval", data["beir"], "--sts", data["sts"],
+        "--dims", "16,32", "--output", out, "--batch-size", "8",
+    )  # fmt: skip
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "| syn | ndcg@10 |" in printed and f"wrote {out}" in printed
+    report = json.loads(out.read_text())
+    assert set(report) == {"meta", "results", "mrl_quant"}
+    results = report["results"]
+    assert set(results) == {"teacher", "leaf", "asymmetric"}
+
+    # Recompute everything directly with the models' own encode_query / encode_document / encode.
+    teacher = SentenceTransformer(str(tiny_teacher_dir), device="cpu")
+    leaf = SentenceTransformer(str(leaf_copy), device="cpu")
+    ds = load_beir_folder(data["beir"])
+    tq, td = teacher.encode_query(ds.queries), teacher.encode_document(ds.docs)
+    lq, ld = leaf.encode_query(ds.queries), leaf.encode_document(ds.docs)
+    for mode, (q, d) in {"teacher": (tq, td), "leaf": (lq, ld), "asymmetric": (lq, td)}.items():
+        expected = evaluate_embeddings(ds, q, d)
+        for metric in ("ndcg@10", "recall@100"):
+            assert results[mode]["syn"][metric] == pytest.approx(expected[metric], abs=1e-6)
+        variants = report["mrl_quant"][mode]["syn"]
+        assert list(variants) == ["dim=16", "dim=32", "dim=48", "int8", "binary"]
+        assert variants["dim=48"] == pytest.approx(expected["ndcg@10"], abs=1e-6)
+        assert variants == pytest.approx(mrl_quant_variants(ds, q, d, [16, 32, 48]), abs=1e-6)
+    sts = read_pairs_file(data["sts"])
+    sentences, _, _ = sts.unique_sentences()
+    t_s, l_s = teacher.encode(sentences), leaf.encode(sentences)
+    assert results["teacher"]["pairs"]["spearman"] == pytest.approx(
+        evaluate_sts(sts, t_s, t_s)["spearman"], abs=1e-6
+    )
+    assert results["asymmetric"]["pairs"]["spearman"] == pytest.approx(
+        evaluate_sts(sts, l_s, t_s)["spearman"], abs=1e-6
+    )
+    # Alignment without held-out texts: the collection's queries and documents.
+    dist = embedding_distance(np.concatenate([tq, td]), np.concatenate([lq, ld]))
+    assert results["leaf"]["alignment"]["l2"] == pytest.approx(dist["l2"], abs=1e-5)
+    assert results["leaf"]["alignment"]["cosine"] == pytest.approx(dist["cosine"], abs=1e-5)
+    assert 0 <= results["asymmetric"]["alignment"]["top10_overlap"] <= 1
+    assert "alignment" not in results["teacher"]
+
+    meta = report["meta"]
+    assert meta["dimension"] == 48 and meta["mrl_dims"] == [16, 32, 48]
+    assert meta["datasets"]["syn"]["stats"]["skipped_queries"] == 1
+    # Two models x (queries, documents, STS sentences) encoded once each; nothing else.
+    assert meta["timing"]["cache_misses"] == 6
+    assert meta["timing"]["bare_encode_s"] > 0
+
+    md = out.with_suffix(".md").read_text()
+    assert "| task | metric | teacher | leaf | asymmetric | leaf / teacher |" in md
+    assert "## Matryoshka dimensions and quantization" in md
+    png = out.with_name("report-mrl_quant.png")
+    assert png.read_bytes().startswith(PNG)
+    assert json.loads((leaf_copy / "eval_report.json").read_text()) == report
+
+    # A second run reads every embedding from the cache and reports the same numbers.
+    assert _run("--leaf", leaf_copy, "--teacher", tiny_teacher_dir, "--retrieval", data["beir"], "--sts",
+                data["sts"], "--dims", "16,32", "--output", out, "--no-plots") == 0  # fmt: skip
+    again = json.loads(out.read_text())
+    assert again["results"] == results
+    assert again["meta"]["timing"]["cache_misses"] == 0
+    assert again["meta"]["timing"]["encode_s"] == 0
+    assert len(list(cache.rglob("*.npy"))) == 6
+
+
+def test_dimension_mismatch_is_explained(tmp_path, cache, leaf_copy, tiny_student_dir, data, capsys):
+    rc = _run("--leaf", leaf_copy, "--teacher", tiny_student_dir, "--retrieval", data["beir"], "--output",
+              tmp_path / "r.json")  # fmt: skip
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "48-d" in err and "32-d" in err and "not distilled from this teacher" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "nothing to evaluate"),
+        (["--dims", "16,x"], "--dims"),
+        (["--dims", "4096"], "exceed the embedding dimension"),
+        (["--batch-size", "0"], "--batch-size"),
+        (["--alignment-texts", "/no/such/file"], "do not exist"),
+    ],
+)
+def test_bad_options(tmp_path, cache, leaf_copy, tiny_teacher_dir, data, capsys, args, message):
+    base = ["--leaf", leaf_copy, "--teacher", tiny_teacher_dir, "--output", tmp_path / "r.json"]
+    if args and args[0] == "--dims":
+        base += ["--retrieval", data["beir"]]
+    assert _run(*base, *args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_teacher_from_leaf_run_json_and_missing_teacher(
+    tmp_path, cache, leaf_copy, tiny_teacher_dir, data, capsys
+):
+    assert _run("--leaf", leaf_copy, "--sts", data["sts"], "--output", tmp_path / "r.json") == 2
+    assert "pass --teacher" in capsys.readouterr().err
+    (leaf_copy / "leaf_run.json").write_text(json.dumps({"teacher": str(tiny_teacher_dir)}))
+    assert _run("--leaf", leaf_copy, "--sts", data["sts"], "--output", tmp_path / "r.json", "--no-plots") == 0
+    assert json.loads((tmp_path / "r.json").read_text())["meta"]["teacher"] == str(tiny_teacher_dir)
+
+
+def _make_run(tmp_path, tiny_leaf_dir) -> tuple:
+    """A distill-shaped run folder: two epoch checkpoints, the best leaf, metrics and validation split."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_leaf_dir, run / "checkpoints" / "epoch-001")
+    second = SentenceTransformer(str(tiny_leaf_dir), device="cpu")
+    with torch.no_grad():
+        generator = torch.Generator().manual_seed(0)
+        weight = second[2].linear.weight
+        weight.copy_(torch.randn(weight.shape, generator=generator))  # another random projection
+    second.save(str(run / "checkpoints" / "epoch-002"))
+    shutil.copytree(run / "checkpoints" / "epoch-002", run / "leaf")
+    records = [
+        {"step": 0, "epoch": 0, "event": "start", "val_l2": 1.40, "val_cosine": 0.0},
+        {"step": 5, "epoch": 1, "event": "epoch", "val_l2": 1.20, "val_cosine": 0.2},
+        {"step": 8, "epoch": 2, "event": "eval", "val_l2": 1.15, "val_cosine": 0.3},
+        {"step": 10, "epoch": 2, "event": "epoch", "val_l2": 1.10, "val_cosine": 0.4},
+    ]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records) + '{"cut')
+    rows = [{"text": "what is a cat", "type": "query"}, {"text": "the dog in the house", "type": "document"}]
+    (run / "validation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return run, records
+
+
+def test_run_checkpoints_plot(tmp_path, cache, tiny_leaf_dir, tiny_teacher_dir, data):
+    run, _ = _make_run(tmp_path, tiny_leaf_dir)
+    out = tmp_path / "out" / "report.json"
+    rc = _run("--run", run, "--teacher", tiny_teacher_dir, "--retrieval", data["beir"], "--output", out,
+              "--no-mrl-quant")  # fmt: skip
+    assert rc == 0
+    report = json.loads(out.read_text())
+    assert report["meta"]["leaf"] == str(run / "leaf")
+    assert report["meta"]["datasets"]["alignment"]["source"] == str(run / "validation.jsonl")
+    assert report["meta"]["datasets"]["alignment"]["stats"]["texts"] == 2
+    assert "mrl_quant" not in report or not report["mrl_quant"]
+    ckpts = report["checkpoints"]
+    assert [c["name"] for c in ckpts] == ["epoch-001", "epoch-002", "final"]
+    assert [c["val_l2"] for c in ckpts] == [1.20, 1.10, 1.10]
+    # The final leaf is epoch-002's weights: same scores, and the main leaf row agrees.
+    assert ckpts[2]["leaf"] == ckpts[1]["leaf"]
+    assert ckpts[2]["leaf"]["ndcg@10"] == pytest.approx(report["results"]["leaf"]["syn"]["ndcg@10"])
+    assert ckpts[0]["leaf"] != ckpts[1]["leaf"]
+    assert out.with_name("report-checkpoints.png").read_bytes().startswith(PNG)
+    assert "## Checkpoints (syn, nDCG@10)" in out.with_suffix(".md").read_text()
+    assert (run / "leaf" / "eval_report.json").is_file()
+
+
+def test_run_without_retrieval_or_checkpoints(tmp_path, cache, tiny_teacher_dir, data, capsys):
+    run = tmp_path / "emptyrun"
+    run.mkdir()
+    assert (
+        _run(
+            "--run", run, "--teacher", tiny_teacher_dir, "--sts", data["sts"], "--output", tmp_path / "r.json"
+        )
+        == 2
+    )
+    assert "give a --retrieval collection" in capsys.readouterr().err
+
+
+def test_checkpoint_val_l2_sources(tmp_path):
+    ck = tmp_path / "checkpoints" / "epoch-003"
+    ck.mkdir(parents=True)
+    records = [{"epoch": 3, "event": "eval", "val_l2": 0.5}, {"epoch": 3, "event": "epoch", "val_l2": 0.4}]
+    assert checkpoint_val_l2(tmp_path, ck, records) == 0.4
+    assert checkpoint_val_l2(tmp_path, ck, records[:1]) == 0.5
+    assert checkpoint_val_l2(tmp_path, tmp_path / "leaf", records) == 0.4  # final leaf: the best
+    (ck / "leaf_run.json").write_text(json.dumps({"validation": {"l2": 0.3}}))
+    assert checkpoint_val_l2(tmp_path, ck, records) == 0.3
+    assert checkpoint_val_l2(tmp_path, tmp_path / "checkpoints" / "epoch-009", records) is None
+
+
+def test_dims():
+    assert default_dims(768) == [64, 128, 256, 512, 768]
+    assert default_dims(1024) == [64, 128, 256, 512, 1024]
+    assert default_dims(48) == [48]
+    assert parse_dims("128, 64", 768) == [64, 128, 768]

@@ -1,0 +1,264 @@
+"""Model and dataset cards rendered from a real tiny leaf / pair / dataset folder and parsed back locally."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from huggingface_hub import DatasetCard, ModelCard
+
+from leaf_hub.cli import main
+from leaf_hub.model_card import CARD_MARKER, render_card
+
+TEACHER = "sentence-transformers/all-mpnet-base-v2"
+STUDENT = "sentence-transformers/all-MiniLM-L6-v2"
+
+LEAF_RUN = {
+    "teacher": TEACHER,
+    "teacher_fingerprint": "0123456789abcdef",
+    "student": STUDENT,
+    "data": ["../shared/data/train/texts.jsonl.gz", "sentence-transformers/stsb"],
+    "num_texts": 12345,
+    "steps": 777,
+    "epochs": 3.0,
+    "batch_size": 32,
+    "hardware": "2 CPU cores (test)",
+    "wall_time_s": 4321.0,
+    "validation": {"l2": 0.2468, "cosine": 0.9357},
+    "leaf_hub_version": "0.1.0",
+}
+EVAL = {
+    "meta": {"date": "2025-01-02"},
+    "results": {
+        "teacher": {"cisi": {"ndcg@10": 0.4183, "recall@100": 0.6123}, "stsb-dev": {"spearman": 0.8821}},
+        "leaf": {
+            "cisi": {"ndcg@10": 0.3917, "recall@100": 0.5789},
+            "stsb-dev": {"spearman": 0.8512},
+            "alignment": {"l2": 0.2511, "cosine": 0.9402, "top10_overlap": 0.7133},
+        },
+        "asymmetric": {"cisi": {"ndcg@10": 0.4071, "recall@100": 0.5999}},
+    },
+    "mrl_quant": {"leaf": {"cisi": {"dim=128": 0.3611, "dim=64": 0.3302, "binary": 0.3011, "int8": 0.3877}}},
+}
+BENCH = {
+    "meta": {"hardware": "2 CPU cores (test)"},
+    "results": [
+        {"model": "teacher", "backend": "torch", "kind": "queries", "batch_size": 32, "throughput": 11.25,
+         "min_latency_ms": 88.5, "median_latency_ms": 91.5},
+        {"model": "leaf", "backend": "onnx", "kind": "queries", "batch_size": 32, "throughput": 141.75,
+         "min_latency_ms": 7.25, "median_latency_ms": 7.75},
+    ],
+    "summary": {"onnx": {"documents_speedup": 6.4, "queries_speedup": 12.6, "max_batch_under_100ms": {"leaf": 128}}},
+}  # fmt: skip
+
+
+@pytest.fixture()
+def leaf_dir(tmp_path, tiny_leaf_dir) -> Path:
+    folder = tmp_path / "leaf"
+    shutil.copytree(tiny_leaf_dir, folder)
+    return folder
+
+
+def _with_facts(folder: Path) -> Path:
+    (folder / "leaf_run.json").write_text(json.dumps(LEAF_RUN))
+    (folder / "eval_report.json").write_text(json.dumps(EVAL))
+    (folder / "bench_report.json").write_text(json.dumps(BENCH))
+    return folder
+
+
+def test_leaf_card_carries_the_run_facts(leaf_dir, capsys):
+    _with_facts(leaf_dir)
+    (leaf_dir / "onnx").mkdir()
+    (leaf_dir / "onnx" / "model.onnx").write_bytes(b"stand-in: the card only checks that the export exists")
+    assert main(["card", "--model", str(leaf_dir), "--repo-id", "tester/tiny-leaf"]) == 0
+    assert "wrote the leaf card" in capsys.readouterr().out
+    text = (leaf_dir / "README.md").read_text()
+    card = ModelCard(text)  # the Hub's own parser: metadata and model-index must be valid
+    data = card.data.to_dict()
+    assert data["license"] == "apache-2.0"
+    assert data["library_name"] == "sentence-transformers"
+    assert data["pipeline_tag"] == "sentence-similarity"
+    assert {"sentence-transformers", "feature-extraction", "knowledge-distillation", "leaf", "onnx"} <= set(
+        data["tags"]
+    )
+    assert data["base_model"] == LEAF_RUN["student"]
+    assert data["teacher"] == LEAF_RUN["teacher"]
+    assert data["language"] == "en"
+    assert data["datasets"] == [
+        "sentence-transformers/stsb"
+    ]  # Hub ids only; local paths are named in the text
+    # model-index: exactly the leaf's retrieval and STS numbers of the report
+    got = {r.metric_name: r.metric_value for r in card.data.eval_results}
+    want = {
+        m: v for task, ms in EVAL["results"]["leaf"].items() if task != "alignment" for m, v in ms.items()
+    }
+    assert got == want and len(card.data.eval_results) == len(want)
+    assert {r.task_type for r in card.data.eval_results} == {"Retrieval", "STS"}
+    body = card.text
+    assert CARD_MARKER in text
+    for value in (LEAF_RUN["steps"], LEAF_RUN["batch_size"], LEAF_RUN["num_texts"]):
+        assert f"{value:,}" in body
+    assert LEAF_RUN["hardware"] in body and LEAF_RUN["teacher_fingerprint"] in body
+    assert "../shared/data/train/texts.jsonl.gz" in body
+    # results tables hold the report's numbers, standard and asymmetric, with the leaf/teacher ratio
+    leaf_ndcg, teacher_ndcg = (
+        EVAL["results"]["leaf"]["cisi"]["ndcg@10"],
+        EVAL["results"]["teacher"]["cisi"]["ndcg@10"],
+    )
+    asym_ndcg = EVAL["results"]["asymmetric"]["cisi"]["ndcg@10"]
+    row = next(line for line in body.splitlines() if line.startswith("| cisi | ndcg@10 |"))
+    for value in (teacher_ndcg, leaf_ndcg, asym_ndcg):
+        assert f"{value:.4f}" in row
+    assert f"{100 * leaf_ndcg / teacher_ndcg:.1f}%" in row
+    mrl_header = next(line for line in body.splitlines() if line.startswith("| Model | Task |"))
+    assert (
+        mrl_header.index("dim=64")
+        < mrl_header.index("dim=128")
+        < mrl_header.index("int8")
+        < mrl_header.index("binary")
+    )
+    assert "12.6x" in body and "141.8" in body  # bench summary and rows
+    # usage: every way of running the model, with the repo id
+    for snippet in (
+        'SentenceTransformer("tester/tiny-leaf")',
+        f'SentenceTransformer("{TEACHER}")',
+        "encode_query",
+        "encode_document",
+        "truncate_dim=",
+        "quantize_embeddings",
+        'precision="int8"',
+        'precision="ubinary"',
+        "onnx/model.onnx",
+        "sentence_embedding",
+        "@huggingface/transformers",
+    ):
+        assert snippet in body, snippet
+    assert "## Limitations" in body
+    assert (
+        "eprint        = {2509.12539}" in body
+        and "LEAF: Knowledge Distillation of Text Embedding Models" in body
+    )
+
+
+def test_leaf_card_without_facts_says_what_is_missing(leaf_dir):
+    text = render_card(leaf_dir)
+    card = ModelCard(text)
+    assert card.data.eval_results is None and card.data.base_model is None
+    assert "No `leaf_run.json`" in text
+    assert "No evaluation report" in text and "No benchmark report" in text
+    assert "%" not in "".join(
+        line for line in text.splitlines() if line.startswith("|")
+    )  # no invented ratios
+    assert "TEACHER-MODEL-ID" in text  # the asymmetric example does not invent a teacher
+    assert "has no ONNX export yet" in text
+
+
+def test_unreadable_reports_are_treated_as_missing(leaf_dir, caplog):
+    (leaf_dir / "eval_report.json").write_text("{not json")
+    (leaf_dir / "bench_report.json").write_text(json.dumps({"results": "oops", "summary": [1, 2]}))
+    (leaf_dir / "leaf_run.json").write_text(json.dumps(["not", "a", "dict"]))
+    text = render_card(leaf_dir, "leaf", "tester/x")
+    assert "No evaluation report" in text and "No benchmark report" in text and "No `leaf_run.json`" in text
+    assert "eval_report.json" in caplog.text  # the unreadable file is named in the log
+
+
+def test_pair_card(tmp_path, tiny_leaf_dir, tiny_teacher_dir):
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Router
+
+    leaf = SentenceTransformer(str(tiny_leaf_dir), device="cpu")
+    teacher = SentenceTransformer(str(tiny_teacher_dir), device="cpu")
+    router = Router.for_query_document(query_modules=list(leaf), document_modules=list(teacher))
+    folder = tmp_path / "pair"
+    SentenceTransformer(modules=[router], prompts={"query": "query: "}, device="cpu").save(str(folder))
+    (folder / "leaf_run.json").write_text(json.dumps(LEAF_RUN))
+    (folder / "eval_report.json").write_text(json.dumps(EVAL))
+    assert main(["card", "--model", str(folder), "--repo-id", "tester/tiny-pair"]) == 0
+    card = ModelCard((folder / "README.md").read_text())
+    data = card.data.to_dict()
+    assert {"asymmetric", "knowledge-distillation"} <= set(data["tags"])
+    assert data["base_model"] == [STUDENT, TEACHER] and data["teacher"] == TEACHER
+    got = sorted(r.metric_value for r in card.data.eval_results)
+    assert got == sorted(EVAL["results"]["asymmetric"]["cisi"].values())  # the pair is scored as asymmetric
+    query_line = next(line for line in card.text.splitlines() if line.startswith("| Query side |"))
+    doc_line = next(line for line in card.text.splitlines() if line.startswith("| Document side |"))
+    assert f"hidden size {leaf[0].get_embedding_dimension()}" in query_line
+    assert f"hidden size {teacher[0].get_embedding_dimension()}" in doc_line
+    assert "model.encode_query" in card.text and "model.encode_document" in card.text
+
+
+def test_dataset_cards(tmp_path):
+    vocab = tmp_path / "vocab"
+    vocab.mkdir()
+    (vocab / "vocabulary.parquet").write_bytes(b"")
+    build = {"rows": 4321, "words": 999, "failed": 7, "source": "llm", "model": "some-chat-model",
+             "prompt": "Terms: {terms}", "words_file": "words.txt", "built": "2025-01-01 00:00 UTC",
+             "examples": [{"word": "cat", "text": "A cat | is a small feline."}], "counts": {}}  # fmt: skip
+    (vocab / "build.json").write_text(json.dumps(build))
+    assert main(["card", "--dataset", str(vocab), "--repo-id", "tester/vocabulary"]) == 0
+    card = DatasetCard((vocab / "README.md").read_text())
+    data = card.data.to_dict()
+    assert data["configs"][0]["data_files"][0]["path"] == "vocabulary.parquet"  # failures.jsonl is not data
+    assert data["size_categories"] == ["1K<n<10K"] or data["size_categories"] == "1K<n<10K"
+    assert "4,321" in card.text and "999" in card.text and "some-chat-model" in card.text
+    assert "A cat \\| is a small feline." in card.text  # table-safe examples
+    assert 'load_dataset("tester/vocabulary"' in card.text
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    manifest = {"teacher": TEACHER, "teacher_fingerprint": "feedfacecafebeef", "prompts": {"query": "query: "},
+                "dimension": 48, "normalized": True, "dtype": "float16", "rows": 10, "texts_sha256": "ab" * 32,
+                "shard_size": 2048, "format_version": 1}  # fmt: skip
+    (cache / "manifest.json").write_text(json.dumps(manifest))
+    np.savez(cache / "shard-00000.npz", index=np.arange(10), embedding=np.zeros((10, 48), dtype=np.float16))
+    assert main(["card", "--dataset", str(cache)]) == 0
+    card = DatasetCard((cache / "README.md").read_text())
+    assert "teacher-cache" in card.data.to_dict()["tags"]
+    for value in (TEACHER, "feedfacecafebeef", "float16", "query: ", "ab" * 32):
+        assert value in card.text
+    assert "| Embedding shards | 1 |" in card.text
+
+
+def test_card_cli_errors(tmp_path, leaf_dir, capsys):
+    assert main(["card", "--model", str(tmp_path / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["card", "--model", str(empty)]) == 2
+    assert "neither a model folder" in capsys.readouterr().err
+    assert main(["card", "--dataset", str(leaf_dir)]) == 2
+    assert "use --model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "report",
+    [
+        {"results": {"leaf": {"cisi": 0.5}, "teacher": None}},
+        {"results": {"leaf": {"cisi": {"ndcg@10": "high", "recall@100": None}}}, "mrl_quant": [1]},
+        {
+            "meta": "x",
+            "results": {"asymmetric": {"alignment": {"cosine": True}}},
+            "mrl_quant": {"leaf": {"t": 3}},
+        },
+        {"results": []},
+    ],
+)
+def test_malformed_report_shapes_still_render(leaf_dir, report):
+    (leaf_dir / "eval_report.json").write_text(json.dumps(report))
+    (leaf_dir / "bench_report.json").write_text(
+        json.dumps({"results": [{"model": 1}, "x"], "summary": {"onnx": 3}})
+    )
+    card = ModelCard(render_card(leaf_dir, "leaf", "tester/x"))
+    assert card.data.eval_results is None  # nothing numeric and well-formed to index
+
+
+def test_vocabulary_card_with_odd_build_json(tmp_path):
+    folder = tmp_path / "vocab"
+    folder.mkdir()
+    (folder / "vocabulary.jsonl").write_text("")
+    (folder / "build.json").write_text(json.dumps({"counts": [1], "examples": "x", "rows": "many"}))
+    card = DatasetCard(render_card(folder))
+    assert card.data.to_dict()["configs"][0]["data_files"][0]["path"] == "vocabulary.jsonl"

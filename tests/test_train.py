@@ -1,0 +1,127 @@
+"""Training pieces: schedule, batching, warm start, the loop, and exact resume."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sentence_transformers import SentenceTransformer
+
+from leaf_hub import train as train_module
+from leaf_hub.batching import length_grouped_batches
+from leaf_hub.distill import pooled_embeddings, split_validation, tokenize_for_leaf
+from leaf_hub.leaf import build_leaf, projection
+from leaf_hub.train import TrainConfig, TrainData, lr_factor, train
+from leaf_hub.warm_start import fit_ridge_projection, set_projection
+
+WORDS = (
+    "the cat dog house car tree water fire city music science history language computer data network".split()
+)
+
+
+def test_schedule_has_cycles_of_linear_decay():
+    lrs = [1e-4 * lr_factor(s, 30, 3, 1e-4, 1e-5, 0) for s in range(30)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[10] == pytest.approx(1e-4) and lrs[20] == pytest.approx(1e-4)
+    assert all(a > b for a, b in zip(lrs[:9], lrs[1:10], strict=True))
+    assert min(lrs) >= 1e-5
+    assert lr_factor(0, 30, 3, 1e-4, 1e-5, warmup=4) == pytest.approx(0.25)
+
+
+def test_length_grouped_batches_cover_each_row_once_and_reduce_padding():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 300, size=2000)
+    batches = length_grouped_batches(lengths, 32, seed=1, epoch=0)
+    flat = sorted(i for b in batches for i in b)
+    assert flat == list(range(2000))
+    assert batches == length_grouped_batches(lengths, 32, seed=1, epoch=0)
+    assert batches != length_grouped_batches(lengths, 32, seed=1, epoch=1)
+    padded = sum(len(b) * lengths[b].max() for b in batches)
+    random_padded = sum(32 * lengths[rng.permutation(2000)[:32]].max() for _ in batches)
+    assert padded < 0.6 * random_padded
+
+
+def test_ridge_is_well_conditioned_on_rank_deficient_inputs():
+    rng = np.random.default_rng(0)
+    basis = rng.normal(size=(8, 32))
+    x = (rng.normal(size=(500, 8)) @ basis + 1e-6 * rng.normal(size=(500, 32))).astype(np.float32)
+    w_true = rng.normal(size=(32, 16))
+    y = x @ w_true + 0.1 * rng.normal(size=(500, 16))  # targets the inputs cannot fully explain
+    w, info = fit_ridge_projection(x, y)
+    lstsq = np.linalg.lstsq(x, y.astype(np.float32), rcond=None)[0]
+    assert np.linalg.svd(w, compute_uv=False)[0] < 0.01 * np.linalg.svd(lstsq, compute_uv=False)[0]
+    assert info["heldout_cosine"] > 0.95
+
+
+def _setup(tiny_student_dir, n=400, seed=0, warm=False):
+    student = SentenceTransformer(str(tiny_student_dir), device="cpu")
+    torch.manual_seed(seed)
+    leaf = build_leaf(student, 16, True, {"query": "query: "}, 32)
+    rng = np.random.default_rng(seed)
+    texts = list(dict.fromkeys(" ".join(rng.choice(WORDS, rng.integers(1, 12))) for _ in range(n)))
+    kinds = ["query" if i % 3 == 0 else "document" for i in range(len(texts))]
+    ids = tokenize_for_leaf(leaf, texts, kinds, {"query": "query: "})
+    # A teacher the student can learn: a fixed nonlinear function of bag-of-words.
+    proj = np.random.default_rng(99).normal(size=(len(WORDS), 16))
+    bow = np.array([[t.split().count(w) for w in WORDS] for t in texts], dtype=np.float64)
+    targets = np.tanh(bow @ proj)
+    targets = (targets / np.linalg.norm(targets, axis=1, keepdims=True)).astype(np.float32)
+    tr, va = split_validation(len(texts), 2, 16, 0)
+    pad = leaf[0].tokenizer.pad_token_id
+    if warm:
+        w, _ = fit_ridge_projection(pooled_embeddings(leaf, [ids[i] for i in tr], pad), targets[tr])
+        set_projection(projection(leaf), w)
+    return leaf, TrainData(ids, targets, tr, va, pad)
+
+
+def test_training_moves_leaf_towards_teacher(tmp_path, tiny_student_dir):
+    leaf, data = _setup(tiny_student_dir)
+    before = train_module.validate(leaf, data, 64, "cpu")
+    result = train(
+        leaf, data, tmp_path, TrainConfig(batch_size=16, lr=1e-3, max_steps=60, eval_every=30, save_every=30)
+    )
+    assert result["final"]["val_l2"] < 0.8 * before["val_l2"]
+    assert result["final"]["val_cosine"] > before["val_cosine"] + 0.05
+    reloaded = SentenceTransformer(str(tmp_path / "leaf"), device="cpu")
+    assert [type(m).__name__ for m in reloaded] == ["Transformer", "Pooling", "Dense", "Normalize"]
+    assert (tmp_path / "checkpoints").is_dir() and (tmp_path / "metrics.jsonl").is_file()
+
+
+def test_warm_start_beats_random_projection_at_step_zero(tiny_student_dir):
+    cold, data = _setup(tiny_student_dir)
+    warm, _ = _setup(tiny_student_dir, warm=True)
+    assert (
+        train_module.validate(warm, data, 64, "cpu")["val_cosine"]
+        > train_module.validate(cold, data, 64, "cpu")["val_cosine"] + 0.2
+    )
+
+
+def test_resume_after_kill_equals_uninterrupted_run(tmp_path, tiny_student_dir, monkeypatch):
+    config = TrainConfig(batch_size=16, lr=1e-3, max_steps=14, eval_every=5, save_every=4, seed=3)
+    leaf, data = _setup(tiny_student_dir, seed=1)
+    train(leaf, data, tmp_path / "straight", config)
+    expected = {k: v.clone() for k, v in leaf.state_dict().items()}
+
+    leaf, data = _setup(tiny_student_dir, seed=1)
+    calls = {"n": 0}
+    real_loss = train_module.leaf_loss
+
+    def dying_loss(pred, target):
+        calls["n"] += 1
+        if calls["n"] == 11:  # killed during step 11; the last saved state is step 8
+            raise KeyboardInterrupt
+        return real_loss(pred, target)
+
+    monkeypatch.setattr(train_module, "leaf_loss", dying_loss)
+    with pytest.raises(KeyboardInterrupt):
+        train(leaf, data, tmp_path / "killed", config)
+    monkeypatch.setattr(train_module, "leaf_loss", real_loss)
+    with pytest.raises(Exception, match="--resume"):
+        train(leaf, data, tmp_path / "killed", config)
+    fresh, data = _setup(tiny_student_dir, seed=1)
+    with torch.no_grad():  # scramble the weights: resume must restore everything from the saved state
+        for p in fresh.parameters():
+            p.add_(torch.randn_like(p))
+    result = train(fresh, data, tmp_path / "killed", config, resume=True)
+    assert result["steps"] == 14
+    for name, value in fresh.state_dict().items():
+        torch.testing.assert_close(value, expected[name], rtol=0, atol=1e-6, msg=name)
