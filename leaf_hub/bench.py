@@ -17,12 +17,17 @@ documents) and each batch size (default 1, 2, 4, 8, 16, 24), both models embed t
   noise spikes); per model and kind, the largest batch whose median latency stays under 100 ms.
 - Summary per backend: speed-up = the leaf's peak throughput (best batch size) over the teacher's, for
   queries and for documents, and the ratio at every batch size.
-- Threads: PyTorch and ONNX Runtime use ``--threads`` (default: all cores) intra-op threads.
+- Threads: PyTorch and ONNX Runtime use ``--threads`` (default: all cores) intra-op threads. On a busy
+  shared machine use ``--threads 1``: when the cores are oversubscribed, every multi-threaded operator
+  waits for descheduled threads (measured with load 7 on 2 cores: 2x slower with ONNX Runtime, up to 17x
+  with PyTorch), which swamps the models' own cost and skews the ratio against the model with more,
+  smaller operators (the leaf). The load average before and after is recorded in the report.
 
 The ONNX rows run :class:`~leaf_hub.onnx_encoder.OnnxEncoder` on the whole-model graphs; a model folder
 without them is exported once into the leaf-hub cache (see :func:`leaf_hub.export_onnx.ensure_onnx`).
 Default texts: the CISI queries and documents (title + text) from the development data beside the
-checkout when present, else built-in samples; ``--queries`` / ``--documents`` take any file.
+checkout when present, else the built-in corpus of ``leaf_hub.texts``; ``--queries`` / ``--documents``
+take any file.
 
 Writes ``OUTPUT`` (JSON: meta, results, summary), ``OUTPUT.md`` and ``OUTPUT.png`` (throughput vs batch
 size, teacher vs leaf, one panel per backend and kind, like the paper's Figure 12).
@@ -63,7 +68,9 @@ def read_texts(path: str | os.PathLike) -> list[str]:
     """Texts from a file: JSON lines (``text``, plus ``title`` when present; ``.gz`` too) or one per line."""
     p = Path(path).expanduser()
     if not p.is_file():
-        raise LeafHubError(f"text file {str(path)!r} does not exist; give a .jsonl file or a text file, one per line")
+        raise LeafHubError(
+            f"text file {str(path)!r} does not exist; give a .jsonl file or a text file, one per line"
+        )
     opener = gzip.open if p.suffix == ".gz" else open
     texts: list[str] = []
     is_jsonl = ".jsonl" in p.suffixes or ".json" in p.suffixes
@@ -76,7 +83,9 @@ def read_texts(path: str | os.PathLike) -> list[str]:
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise LeafHubError(f"{p}:{number} is not valid JSON ({exc}); fix the line or use a plain text file") from exc
+                    raise LeafHubError(
+                        f"{p}:{number} is not valid JSON ({exc}); fix the line or use a plain text file"
+                    ) from exc
                 if not isinstance(row, dict) or "text" not in row:
                     raise LeafHubError(f"{p}:{number} has no 'text' field; every JSON line needs one")
                 title = str(row.get("title") or "").strip()
@@ -90,14 +99,17 @@ def read_texts(path: str | os.PathLike) -> list[str]:
 
 
 def _builtin_texts() -> tuple[list[str], list[str], str]:
-    try:  # the package's sample texts module, when it exists
-        from leaf_hub import texts as builtin  # type: ignore[attr-defined]
+    """Queries and paragraph-length documents from leaf-hub's built-in corpus (Python's own docs)."""
+    try:
+        from leaf_hub.texts import builtin_corpus
 
-        queries = list(getattr(builtin, "QUERIES", []) or [])
-        documents = list(getattr(builtin, "DOCUMENTS", []) or [])
+        corpus = builtin_corpus()
+        queries = [t for t, kind in corpus if kind == "query"]
+        # Documents of at least 30 words: single sentences would make "documents" look like queries.
+        documents = [t for t, kind in corpus if kind == "document" and len(t.split()) >= 30]
         if queries and documents:
-            return queries, documents, "leaf_hub.texts"
-    except ImportError:
+            return queries, documents, "leaf_hub.texts.builtin_corpus (Python documentation)"
+    except ImportError:  # pragma: no cover - texts.py ships with the package
         pass
     from leaf_hub.export_onnx import SAMPLE_DOCUMENTS, SAMPLE_QUERIES
 
@@ -120,7 +132,10 @@ def default_texts(
     if documents_file:
         documents, sources["documents"] = read_texts(documents_file), str(documents_file)
     elif (CISI / "corpus.jsonl").is_file():
-        documents, sources["documents"] = read_texts(CISI / "corpus.jsonl"), f"CISI corpus, title + text ({CISI})"
+        documents, sources["documents"] = (
+            read_texts(CISI / "corpus.jsonl"),
+            f"CISI corpus, title + text ({CISI})",
+        )
     else:
         fallback = fallback or _builtin_texts()
         documents, sources["documents"] = fallback[1], fallback[2]
@@ -175,6 +190,7 @@ class _Models:
         self.threads = threads
         self.onnx_cache = onnx_cache
         self._torch: dict[str, Any] = {}
+        self._own_length: dict[str, int] = {}
 
     def torch_model(self, role: str):
         if role not in self._torch:
@@ -183,7 +199,15 @@ class _Models:
             model = load_model(self.names[role], device="cpu")
             model.eval()
             self._torch[role] = model
+            self._own_length[role] = model.max_seq_length
         return self._torch[role]
+
+    def _for_export(self, role: str):
+        """The loaded PyTorch model (if any) with its own max_seq_length back, as the export must see it."""
+        model = self._torch.get(role)
+        if model is not None:
+            model.max_seq_length = self._own_length[role]
+        return model
 
     def runner(self, role: str, backend: str) -> _Runner:
         if backend == "torch":
@@ -200,7 +224,9 @@ class _Models:
         if local.is_dir() and has_whole_graph(local, quantized):
             folder = local
         else:
-            folder = ensure_onnx(name, quantized=True, cache_dir=self.onnx_cache, model=self._torch.get(role))
+            folder = ensure_onnx(
+                name, quantized=True, cache_dir=self.onnx_cache, model=self._for_export(role)
+            )
         return _onnx_runner(OnnxEncoder(folder, quantized=quantized, intra_op_threads=self.threads))
 
     def release_torch(self) -> None:
@@ -251,7 +277,9 @@ def summarize(results: list[dict[str, Any]], budget_ms: float = LATENCY_BUDGET_M
             entry["max_batch_under_100ms"][model] = {}
             for kind in KINDS:
                 c = cells(model, kind)
-                entry["peak_throughput"][model][kind] = max((r["throughput"] for r in c.values()), default=None)
+                entry["peak_throughput"][model][kind] = max(
+                    (r["throughput"] for r in c.values()), default=None
+                )
                 under = [b for b, r in c.items() if r["median_latency_ms"] < budget_ms]
                 entry["max_batch_under_100ms"][model][kind] = max(under, default=None)
         for kind in KINDS:
@@ -268,6 +296,14 @@ def summarize(results: list[dict[str, Any]], budget_ms: float = LATENCY_BUDGET_M
             **entry,
         }
     return summary
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity), not every core of the host."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _cpu_name() -> str:
@@ -316,11 +352,21 @@ def run_benchmark(
         queries, documents = queries or q, documents or d
         sources = sources or found
     texts = {"queries": list(queries), "documents": list(documents)}
-    threads = threads or os.cpu_count() or 1
+    threads = threads or available_cores()
     models = _Models({"teacher": str(teacher), "leaf": str(leaf)}, threads, onnx_cache)
 
     started = time.perf_counter()
     load_before = _load()
+    if load_before and threads > 1 and load_before[0] > available_cores() - 0.5:
+        # Measured here (load 7 on 2 cores): 2 threads ran 2x (ONNX Runtime) to 17x (PyTorch) slower than 1,
+        # because every operator waits for a thread the scheduler has given to someone else.
+        logger.warning(
+            "the machine is busy (load %.1f on %d cores): with %d threads per model the timings mostly "
+            "measure thread synchronization; consider --threads 1",
+            load_before[0],
+            available_cores(),
+            threads,
+        )
     results: list[dict[str, Any]] = []
     seq_len = max_seq_length
     model_limits: dict[str, int] = {}
@@ -377,12 +423,15 @@ def run_benchmark(
         "model_max_seq_length": model_limits,
         "threads": threads,
         "cpu": _cpu_name(),
-        "cores": os.cpu_count(),
+        "cores": available_cores(),
         "load_average_before": load_before,
         "load_average_after": _load(),
         "texts": {
             "queries": {"source": (sources or {}).get("queries", "given"), "count": len(texts["queries"])},
-            "documents": {"source": (sources or {}).get("documents", "given"), "count": len(texts["documents"])},
+            "documents": {
+                "source": (sources or {}).get("documents", "given"),
+                "count": len(texts["documents"]),
+            },
         },
         "protocol": (
             "teacher and leaf interleaved on the same batches (order alternating per repeat); same "
@@ -496,7 +545,9 @@ def plot(report: dict[str, Any], path: str | os.PathLike) -> None:
             if row == len(KINDS) - 1:
                 ax.set_xlabel("batch size")
             ax.legend()
-    fig.suptitle(f"leaf vs teacher, max_seq_length {report['meta']['max_seq_length']}, {report['meta']['cpu']}")
+    fig.suptitle(
+        f"leaf vs teacher, max_seq_length {report['meta']['max_seq_length']}, {report['meta']['cpu']}"
+    )
     fig.tight_layout()
     _atomic(Path(path), lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
@@ -554,20 +605,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--leaf", required=True, help="the leaf model: folder or Hub id")
     parser.add_argument("--teacher", required=True, help="its teacher: Hub id or folder")
     parser.add_argument(
-        "--backends", default=",".join(BACKENDS), help=f"comma-separated, from {', '.join(BACKENDS)} (default: all)"
+        "--backends",
+        default=",".join(BACKENDS),
+        help=f"comma-separated, from {', '.join(BACKENDS)} (default: all)",
     )
     parser.add_argument("--queries", help="queries file (.jsonl with 'text', or one per line); default CISI")
     parser.add_argument("--documents", help="documents file (.jsonl with 'text'[, 'title'], or one per line)")
     parser.add_argument(
         "--batch-sizes", type=_int_list, default=list(DEFAULT_BATCH_SIZES), help="default 1,2,4,8,16,24"
     )
-    parser.add_argument("--repeats", type=int, default=5, help="timed calls per model and batch size (default 5)")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="timed calls per model and batch size (default 5)"
+    )
     parser.add_argument(
         "--max-seq-length", type=int, default=None, help="for both models (default: the smaller model limit)"
     )
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores)")
-    parser.add_argument("--onnx-cache", default=None, help="where to export models without onnx/ (default: leaf-hub cache)")
-    parser.add_argument("--output", default="bench.json", help="JSON report; .md and .png are written next to it")
+    parser.add_argument(
+        "--onnx-cache", default=None, help="where to export models without onnx/ (default: leaf-hub cache)"
+    )
+    parser.add_argument(
+        "--output", default="bench.json", help="JSON report; .md and .png are written next to it"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -95,6 +95,7 @@ def _atomic_write_bytes(path: Path, write) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -170,10 +171,12 @@ class EmbeddingStore:
     ) -> np.ndarray:
         """Embeddings (float32, one row per text, as the model outputs them) from the cache or the model."""
         texts = list(texts)
+        in_memory = self.key(model, task, texts) in self._memory
         cached = self.lookup(model, task, texts)
         if cached is not None:
-            self.hits += 1
-            logger.info("%s: %d embeddings from the cache", desc or task, len(texts))
+            if not in_memory:  # reuse within a run is free and not worth a line
+                self.hits += 1
+                logger.info("%s: %d embeddings from the cache", desc or task, len(texts))
             return cached
         self.misses += 1
         fp, key = self.key(model, task, texts)
@@ -285,3 +288,9 @@ def _remove_partial(partial: Path) -> None:
         for p in partial.iterdir():
             p.unlink(missing_ok=True)
         partial.rmdir()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

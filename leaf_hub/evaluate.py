@@ -409,8 +409,10 @@ def run(args: argparse.Namespace) -> int:
     if run_dir is not None and not retrieval:
         raise LeafHubError("--run plots validation L2 against nDCG@10: give a --retrieval collection too")
     names = [d.name for d in (*retrieval, *overlap_sets, *sts_sets)]
-    if len(set(names)) != len(names):
-        raise LeafHubError(f"two tasks share a name ({names}); rename one with NAME=PATH")
+    if len(set(names)) != len(names) or "alignment" in names:
+        raise LeafHubError(f"two tasks share a name ({names}, and 'alignment'); rename one with NAME=PATH")
+    if args.dims:
+        parse_dims(args.dims, 1 << 30)  # the syntax now; the sizes once the dimension is known
     if not (retrieval or overlap_sets or sts_sets or held_out):
         raise LeafHubError("nothing to evaluate; give --retrieval, --sts, --overlap or --alignment-texts")
 
@@ -583,5 +585,10 @@ def _print_summary(report: dict[str, Any]) -> None:
     t = report["meta"]["timing"]
     print(
         f"total {t['total_s']:.1f} s (encoding {t['encode_s']:.1f} s, cache hits {t['cache_hits']}, "
-        f"misses {t['cache_misses']}; bare encoding time of all texts {t['bare_encode_s']:.1f} s)"
+        f"misses {t['cache_misses']}; bare encoding time of all texts {t['bare_encode_s']:.1f} s"
+        + (
+            f", uncached total / bare encoding = {t['overhead_ratio']:.2f}x)"
+            if t.get("overhead_ratio")
+            else ")"
+        )
     )

@@ -71,7 +71,9 @@ class LeafMtebEncoder:
         source = getattr(query_model, "_model_name_or_path", None) or model_id(query_model)
         self.name = name or _mteb_name(str(source)) + ("-asymmetric" if self.asymmetric else "")
         self.model = query_model  # mteb wrappers expose the wrapped model as .model
-        mteb = _require_mteb()
+        _require_mteb()
+        from mteb.models import ModelMeta
+
         fields = {
             "name": self.name,
             "revision": revision or "local",
@@ -81,9 +83,9 @@ class LeafMtebEncoder:
             "framework": ["Sentence Transformers", "PyTorch"],
         }
         try:
-            self.mteb_model_meta = mteb.ModelMeta.create_empty(overwrites=fields)
+            self.mteb_model_meta = ModelMeta.create_empty(overwrites=fields)
         except TypeError:  # mteb releases before create_empty took overwrites
-            self.mteb_model_meta = mteb.ModelMeta.create_empty().model_copy(update=fields)
+            self.mteb_model_meta = ModelMeta.create_empty().model_copy(update=fields)
 
     def _route(self, prompt_type) -> tuple[Any, str]:
         kind = getattr(prompt_type, "value", prompt_type)

@@ -52,21 +52,27 @@ def _token_content(token: Any) -> str | None:
     return token
 
 
-def resolve_model_dir(model: str | os.PathLike) -> Path:
-    """A local model folder, or the local snapshot of a Hub model repository (downloaded when needed)."""
+def resolve_model_dir(model: str | os.PathLike, onnx_file: str = f"{ONNX_SUBFOLDER}/{FP32_FILE}") -> Path:
+    """A local model folder, or the local snapshot of a Hub model repository (downloaded when needed).
+
+    From the Hub only the configs, the tokenizer and ``onnx_file`` are fetched, not the PyTorch weights
+    or the other ONNX variants a repository may carry.
+    """
     path = Path(model).expanduser()
     if path.is_dir():
         return path
     name = str(model)
     if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise LeafHubError(f"model folder {name!r} does not exist; give a folder written by `leaf-hub export`")
+        raise LeafHubError(
+            f"model folder {name!r} does not exist; give a folder written by `leaf-hub export`"
+        )
     try:
         from huggingface_hub import snapshot_download
 
         return Path(
             snapshot_download(
                 name,
-                allow_patterns=["*.json", "*.txt", "*.model", f"{ONNX_SUBFOLDER}/*", "*/*.json"],
+                allow_patterns=["*.json", "*.txt", "*.model", "*/*.json", onnx_file],
             )
         )
     except Exception as exc:  # huggingface_hub raises many types: offline, 404, gated, ...
@@ -83,7 +89,9 @@ def transformer_folder(model_dir: Path) -> Path:
         first = sorted(modules, key=lambda m: m.get("idx", 0))[0]
         sub = first.get("path", "") or ""
         if not (model_dir / sub).is_dir():
-            raise LeafHubError(f"{model_dir}/modules.json names a missing module folder {sub!r}; re-save the model")
+            raise LeafHubError(
+                f"{model_dir}/modules.json names a missing module folder {sub!r}; re-save the model"
+            )
         return model_dir / sub
     return model_dir
 
@@ -109,9 +117,10 @@ class OnnxEncoder:
         import onnxruntime as ort
         from tokenizers import Tokenizer, normalizers
 
-        self.model_dir = resolve_model_dir(model_dir)
+        default_file = f"{ONNX_SUBFOLDER}/{INT8_FILE if quantized else FP32_FILE}"
+        self.model_dir = resolve_model_dir(model_dir, default_file if onnx_file is None else str(onnx_file))
         if onnx_file is None:
-            onnx_path = self.model_dir / ONNX_SUBFOLDER / (INT8_FILE if quantized else FP32_FILE)
+            onnx_path = self.model_dir / default_file
         else:
             onnx_path = Path(onnx_file)
             onnx_path = onnx_path if onnx_path.is_absolute() else self.model_dir / onnx_path
@@ -256,7 +265,9 @@ class OnnxEncoder:
         if batch_size < 1:
             raise LeafHubError(f"batch_size must be >= 1, got {batch_size}")
         if output_value not in ("sentence_embedding", "token_embeddings"):
-            raise LeafHubError(f"output_value must be 'sentence_embedding' or 'token_embeddings', not {output_value!r}")
+            raise LeafHubError(
+                f"output_value must be 'sentence_embedding' or 'token_embeddings', not {output_value!r}"
+            )
         prefix = self._resolve_prompt(prompt, prompt_name)
         if prefix:
             items = [prefix + t for t in items]

@@ -30,7 +30,9 @@ logger = logging.getLogger(__name__)
 
 PAIR_MANIFEST = "leaf_pair.json"
 _CHECK_QUERIES = ["how do leaf models embed queries", "capital of australia"]
-_CHECK_DOCUMENTS = ["Canberra is the capital city of Australia, chosen as a compromise between Sydney and Melbourne."]
+_CHECK_DOCUMENTS = [
+    "Canberra is the capital city of Australia, chosen as a compromise between Sydney and Melbourne."
+]
 
 
 def _leaf_run(leaf_dir: Path) -> dict:
@@ -41,7 +43,9 @@ def _leaf_run(leaf_dir: Path) -> dict:
         return json.load(f)
 
 
-def check_compatible(leaf, teacher, leaf_dir: Path | None = None, teacher_name: str = "", force: bool = False) -> None:
+def check_compatible(
+    leaf, teacher, leaf_dir: Path | None = None, teacher_name: str = "", force: bool = False
+) -> None:
     """Raise :class:`LeafHubError` when ``leaf`` cannot have been distilled from ``teacher``."""
     from leaf_hub.models import is_normalized, weights_fingerprint
 
@@ -131,7 +135,9 @@ def write_pair(
 
     leaf_path = Path(leaf_dir).expanduser()
     if not leaf_path.is_dir():
-        raise LeafHubError(f"leaf folder {str(leaf_dir)!r} does not exist; give the folder of a distilled leaf")
+        raise LeafHubError(
+            f"leaf folder {str(leaf_dir)!r} does not exist; give the folder of a distilled leaf"
+        )
     out = Path(output).expanduser()
     if out.exists() and not out.is_dir():
         raise LeafHubError(f"output {str(output)!r} is a file; give a folder to write the pair into")
@@ -170,12 +176,16 @@ def write_pair(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--leaf", required=True, help="the leaf model folder (queries)")
-    parser.add_argument("--teacher", required=True, help="the teacher it was distilled from: Hub id or folder (documents)")
+    parser.add_argument(
+        "--teacher", required=True, help="the teacher it was distilled from: Hub id or folder (documents)"
+    )
     parser.add_argument("--output", required=True, help="folder to write the asymmetric model into")
     parser.add_argument(
         "--force", action="store_true", help="pair even if leaf_run.json names a teacher with other weights"
     )
-    parser.add_argument("--no-check", action="store_true", help="skip loading the written pair back to check it")
+    parser.add_argument(
+        "--no-check", action="store_true", help="skip loading the written pair back to check it"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -32,6 +32,7 @@ def write_atomic(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -160,6 +161,11 @@ def markdown(report: dict[str, Any], plots: list[Path] | None = None) -> str:
             f"- bare encoding time of every text used (cached entries at their recorded cost): "
             f"{timing.get('bare_encode_s', 0):.1f} s",
         ]
+        if timing.get("overhead_ratio"):
+            lines.append(
+                f"- with nothing cached this evaluation would take {timing['overhead_ratio']:.2f}x the bare "
+                "encoding time"
+            )
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
     return "\n".join(lines) + "\n"
@@ -188,6 +194,16 @@ def plot_mrl_quant(block: dict[str, dict[str, dict[str, float]]], path: Path) ->
                     [d for d, _ in dims], [v for _, v in dims], "o-", color=_COLORS[model], label=model
                 )
         ax_dim.set_xscale("log", base=2)
+        all_dims = sorted(
+            {
+                int(k[4:])
+                for m in MODELS
+                for k in ((block.get(m) or {}).get(task) or {})
+                if k.startswith("dim=")
+            }
+        )
+        ax_dim.set_xticks(all_dims, [str(d) for d in all_dims])
+        ax_dim.minorticks_off()
         ax_dim.set_xlabel("embedding dimensions (truncated, renormalized)")
         ax_dim.set_ylabel("nDCG@10")
         ax_dim.set_title(f"{task}: Matryoshka truncation")
@@ -213,7 +229,7 @@ def plot_mrl_quant(block: dict[str, dict[str, dict[str, float]]], path: Path) ->
         ax_q.set_ylabel("nDCG@10")
         ax_q.set_title(f"{task}: quantization (full dimension)")
         ax_q.grid(alpha=0.3, axis="y")
-        ax_q.legend()
+        ax_q.legend(loc="best", framealpha=0.9)
     fig.tight_layout()
     _save_fig(fig, path)
     plt.close(fig)
@@ -284,3 +300,9 @@ def write_report(report: dict[str, Any], output: str | os.PathLike, plots: bool 
     write_atomic(md, markdown(report, pngs).encode())
     written.append(md)
     return written + pngs
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

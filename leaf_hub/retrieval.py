@@ -235,30 +235,30 @@ def _hub_error(dataset_id: str, exc: Exception) -> LeafHubError:
 
 
 def _load_hub_config(dataset_id: str, configs: Sequence[str], splits: Sequence[str]):
-    from datasets import get_dataset_config_names, load_dataset
+    """One split of one config of a Hub dataset: the first of ``configs`` and ``splits`` that exists (a
+    config with a single split is taken whatever its name)."""
+    from datasets import get_dataset_config_names, get_dataset_split_names, load_dataset
 
     try:
         available = get_dataset_config_names(dataset_id)
-    except Exception as exc:  # datasets raises many types for unknown/unreachable ids
-        raise _hub_error(dataset_id, exc) from exc
-    config = next((c for c in configs if c in available), None)
-    if config is None:
-        raise LeafHubError(
-            f"Hub dataset {dataset_id!r} has no {' or '.join(configs)} config (it has {available}); "
-            "it is not in BEIR layout"
-        )
-    try:
-        ds = load_dataset(dataset_id, config)
-    except Exception as exc:
-        raise _hub_error(dataset_id, exc) from exc
-    split = next((s for s in splits if s in ds), None)
-    if split is None:
-        if len(splits) > 1 or len(ds) != 1:
+        config = next((c for c in configs if c in available), None)
+        if config is None:
             raise LeafHubError(
-                f"Hub dataset {dataset_id!r} config {config!r} has no split {splits[0]!r} ({list(ds)})"
+                f"Hub dataset {dataset_id!r} has no {' or '.join(configs)} config (it has {available}); "
+                "it is not in BEIR layout"
             )
-        split = next(iter(ds))
-    return ds[split]
+        names = get_dataset_split_names(dataset_id, config)
+        split = next((s for s in splits if s in names), names[0] if len(names) == 1 else None)
+        if split is None:
+            raise LeafHubError(
+                f"Hub dataset {dataset_id!r} config {config!r} has no split {' or '.join(splits)} (it has {names}); "
+                "pick one with hf:ID:SPLIT"
+            )
+        return load_dataset(dataset_id, config, split=split)
+    except LeafHubError:
+        raise
+    except Exception as exc:  # datasets raises many types for unknown or unreachable ids
+        raise _hub_error(dataset_id, exc) from exc
 
 
 def _qrels_rows_from_hub(table) -> list[tuple[str, str, int]]:

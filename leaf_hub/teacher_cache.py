@@ -173,11 +173,15 @@ class TeacherCache:
         )
         for k in todo:
             idx = shards[k]
-            emb = self._embed(teacher, [texts[i] for i in idx], [kinds[i] for i in idx])
+            parts = []
+            for start in range(0, len(idx), 256):  # sub-batches so the progress bar moves
+                sub = idx[start : start + 256]
+                parts.append(self._embed(teacher, [texts[i] for i in sub], [kinds[i] for i in sub]))
+                bar.update(len(sub))
+            emb = np.concatenate(parts)
             stored = self._to_storage(emb, want.dtype)
             buf = _npz_bytes(index=np.asarray(idx, dtype=np.int64), embedding=stored)
             atomic_write_bytes(self._shard_path(k), buf)
-            bar.update(len(idx))
         bar.close()
         if barrier is not None:
             barrier()

@@ -108,6 +108,7 @@ def test_end_to_end_report(tmp_path, cache, leaf_copy, tiny_teacher_dir, data, c
     again = json.loads(out.read_text())
     assert again["results"] == results
     assert again["meta"]["timing"]["cache_misses"] == 0
+    assert again["meta"]["timing"]["cache_hits"] == 6
     assert again["meta"]["timing"]["encode_s"] == 0
     assert len(list(cache.rglob("*.npy"))) == 6
 

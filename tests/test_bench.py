@@ -1,0 +1,249 @@
+"""``leaf-hub bench``: the report's structure and internal consistency (speed is measured in bench/, not here)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from leaf_hub.bench import KINDS, MODELS, default_texts, read_texts, summarize, to_markdown
+from leaf_hub.cli import main
+from leaf_hub.errors import LeafHubError
+
+BATCH_SIZES = [1, 2, 4]
+BACKENDS = ["torch", "onnx", "onnx-int8"]
+
+
+@pytest.fixture(scope="module")
+def text_files(tmp_path_factory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("texts")
+    queries = folder / "queries.txt"
+    queries.write_text("what is a leaf\nhow fast is the teacher\n\nwhy embed documents once\n")
+    documents = folder / "documents.jsonl"
+    rows = [
+        {"title": "Leaf", "text": "A small model aligned to a large teacher."},
+        {"text": "Documents are embedded once with the teacher and stored in a vector index."},
+        {"title": "Queries", "text": "Queries arrive one at a time and need low latency. " * 8},
+    ]
+    documents.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return queries, documents
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory, tiny_leaf_dir, tiny_teacher_dir, text_files):
+    folder = tmp_path_factory.mktemp("bench")
+    cache = folder / "cache"
+    output = folder / "out" / "bench.json"
+    queries, documents = text_files
+    args = [
+        "bench",
+        "--leaf",
+        str(tiny_leaf_dir),
+        "--teacher",
+        str(tiny_teacher_dir),
+        "--backends",
+        ",".join(BACKENDS),
+        "--queries",
+        str(queries),
+        "--documents",
+        str(documents),
+        "--batch-sizes",
+        ",".join(map(str, BATCH_SIZES)),
+        "--repeats",
+        "3",
+        "--max-seq-length",
+        "32",
+        "--threads",
+        "1",
+        "--onnx-cache",
+        str(cache),
+        "--output",
+        str(output),
+    ]
+    assert main(args) == 0
+    return output, cache
+
+
+def test_report_files_are_written(bench_run, capsys):
+    output, _ = bench_run
+    md, png = output.with_suffix(".md"), output.with_suffix(".png")
+    assert output.is_file() and md.is_file() and png.is_file()
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import matplotlib.image
+
+    image = matplotlib.image.imread(str(png))
+    assert image.shape[0] > 300 and image.shape[1] > 600  # 2 rows (kinds) x 3 columns (backends)
+    assert not [p for p in output.parent.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_results_are_complete_and_consistent(bench_run, tiny_leaf_dir, tiny_teacher_dir):
+    report = json.loads(bench_run[0].read_text())
+    meta, results = report["meta"], report["results"]
+    assert meta["max_seq_length"] == 32 and meta["threads"] == 1 and meta["repeats"] == 3
+    assert meta["model_max_seq_length"] == {"teacher": 64, "leaf": 64}
+    assert meta["texts"]["queries"]["count"] == 3 and meta["texts"]["documents"]["count"] == 3
+    assert meta["batch_sizes"] == BATCH_SIZES and meta["backends"] == BACKENDS
+    assert len(results) == len(BACKENDS) * len(KINDS) * len(BATCH_SIZES) * len(MODELS)
+    cells = {(r["model"], r["backend"], r["kind"], r["batch_size"]) for r in results}
+    assert len(cells) == len(results)
+    for r in results:
+        assert len(r["latencies_ms"]) == r["repeats"] == 3
+        assert r["min_latency_ms"] == pytest.approx(min(r["latencies_ms"]), abs=1e-3)
+        assert r["min_latency_ms"] <= r["median_latency_ms"] <= max(r["latencies_ms"]) + 1e-3
+        assert r["throughput"] == pytest.approx(r["batch_size"] / r["median_latency_ms"] * 1000, rel=1e-9)
+
+    for backend in BACKENDS:
+        s = report["summary"][backend]
+        for kind in KINDS:
+            rows = {
+                (r["model"], r["batch_size"]): r
+                for r in results
+                if r["backend"] == backend and r["kind"] == kind
+            }
+            peak = {m: max(rows[(m, b)]["throughput"] for b in BATCH_SIZES) for m in MODELS}
+            assert s["peak_throughput"]["leaf"][kind] == pytest.approx(peak["leaf"])
+            assert s[f"{kind}_speedup"] == pytest.approx(peak["leaf"] / peak["teacher"])
+            for b in BATCH_SIZES:
+                ratio = rows[("leaf", b)]["throughput"] / rows[("teacher", b)]["throughput"]
+                assert s["speedup_by_batch_size"][kind][str(b)] == pytest.approx(ratio)
+            for m in MODELS:
+                under = [b for b in BATCH_SIZES if rows[(m, b)]["median_latency_ms"] < 100]
+                assert s["max_batch_under_100ms"][m][kind] == (max(under) if under else None)
+
+    md = bench_run[0].with_suffix(".md").read_text()
+    for backend in BACKENDS:
+        assert f"## {backend}, queries" in md and f"## {backend}, documents" in md
+        assert f"{report['summary'][backend]['queries_speedup']:.1f}x" in md
+
+
+def test_onnx_models_were_exported_into_the_cache_not_the_model_folders(
+    bench_run, tiny_leaf_dir, tiny_teacher_dir
+):
+    _, cache = bench_run
+    exported = sorted(p.name for p in cache.iterdir())
+    assert len(exported) == 2 and not [n for n in exported if n.startswith(".")]
+    for folder in cache.iterdir():
+        assert (folder / "onnx" / "model.onnx").is_file()
+        assert (folder / "onnx" / "model_quantized.onnx").is_file()
+        # Exported at the model's own length, not at the benchmark's --max-seq-length 32.
+        assert json.loads((folder / "onnx" / "export.json").read_text())["max_seq_length"] == 64
+    assert not (Path(tiny_leaf_dir) / "onnx").exists() and not (Path(tiny_teacher_dir) / "onnx").exists()
+
+
+def test_summarize_on_known_numbers():
+    def row(model, kind, b, median_ms):
+        return {
+            "model": model,
+            "backend": "onnx",
+            "kind": kind,
+            "batch_size": b,
+            "throughput": b / median_ms * 1000,
+            "min_latency_ms": median_ms,
+            "median_latency_ms": median_ms,
+        }
+
+    rows = [
+        row("teacher", "queries", 1, 50),
+        row("teacher", "queries", 8, 200),  # 40/s peak
+        row("leaf", "queries", 1, 10),
+        row("leaf", "queries", 8, 25),  # 320/s peak
+        row("teacher", "documents", 1, 400),
+        row("teacher", "documents", 8, 1600),  # 5/s
+        row("leaf", "documents", 1, 60),
+        row("leaf", "documents", 8, 200),  # 40/s
+    ]
+    s = summarize(rows)["onnx"]
+    assert s["queries_speedup"] == pytest.approx(8.0)
+    assert s["documents_speedup"] == pytest.approx(8.0)
+    assert s["speedup_by_batch_size"]["queries"] == {"1": pytest.approx(5.0), "8": pytest.approx(8.0)}
+    assert s["max_batch_under_100ms"] == {
+        "teacher": {"queries": 1, "documents": None},
+        "leaf": {"queries": 8, "documents": 1},
+    }
+    report = {
+        "meta": {
+            "leaf": "l",
+            "teacher": "t",
+            "cpu": "cpu",
+            "cores": 2,
+            "threads": 2,
+            "max_seq_length": 128,
+            "repeats": 1,
+            "protocol": "p",
+            "texts": {"queries": {"source": "q", "count": 2}, "documents": {"source": "d", "count": 2}},
+        },
+        "results": rows,
+        "summary": {"onnx": s},
+    }
+    md = to_markdown(report)
+    assert "| onnx | 8.0x | 8.0x | 1 / 8 | - / 1 |" in md
+    assert "| 8 | 40.0 | 320.0 | 8.0x | 200 / 200 | 25 / 25 |" in md
+
+
+def test_read_texts_formats(tmp_path, text_files):
+    queries, documents = text_files
+    assert read_texts(queries) == ["what is a leaf", "how fast is the teacher", "why embed documents once"]
+    docs = read_texts(documents)
+    assert docs[0] == "Leaf A small model aligned to a large teacher." and len(docs) == 3
+    gz = tmp_path / "t.jsonl.gz"
+    with gzip.open(gz, "wt") as f:
+        f.write(json.dumps({"text": "zipped"}) + "\n")
+    assert read_texts(gz) == ["zipped"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "ok"}\n{"body": "no text"}\n')
+    with pytest.raises(LeafHubError, match="bad.jsonl:2 has no 'text' field"):
+        read_texts(bad)
+    (tmp_path / "empty.txt").write_text("\n\n")
+    with pytest.raises(LeafHubError, match="contains no texts"):
+        read_texts(tmp_path / "empty.txt")
+
+
+def test_default_texts_prefer_cisi(shared_data):
+    queries, documents, sources = default_texts()
+    assert len(queries) == 112 and len(documents) == 1460
+    assert "CISI" in sources["queries"] and "title + text" in sources["documents"]
+    assert all(isinstance(t, str) and t for t in queries + documents)
+    assert not math.isnan(sum(len(t) for t in documents))
+
+
+def test_default_texts_fall_back_to_the_builtin_corpus(tmp_path, monkeypatch):
+    import leaf_hub.bench as bench
+
+    monkeypatch.setattr(bench, "CISI", tmp_path / "no-cisi")
+    queries, documents, sources = default_texts()
+    assert "builtin_corpus" in sources["queries"] and "builtin_corpus" in sources["documents"]
+    assert len(queries) > 100 and len(documents) > 100
+    assert min(len(d.split()) for d in documents) >= 30
+    assert sum(len(q.split()) for q in queries) / len(queries) < 15  # queries are short
+
+
+def test_cli_errors(tmp_path, capsys, tiny_leaf_dir, tiny_teacher_dir, text_files):
+    queries, documents = text_files
+    base = [
+        "bench",
+        "--leaf",
+        str(tiny_leaf_dir),
+        "--teacher",
+        str(tiny_teacher_dir),
+        "--output",
+        str(tmp_path / "b.json"),
+    ]
+    assert (
+        main(
+            [*base, "--backends", "torch,tensorrt", "--queries", str(queries), "--documents", str(documents)]
+        )
+        == 2
+    )
+    assert "unknown backend(s) ['tensorrt']" in capsys.readouterr().err
+    assert main([*base, "--queries", str(tmp_path / "missing.txt")]) == 2
+    assert "missing.txt" in capsys.readouterr().err
+    assert main([*base, "--repeats", "0", "--queries", str(queries), "--documents", str(documents)]) == 2
+    assert "--repeats must be >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main([*base, "--batch-sizes", "1,two"])
+    assert exc.value.code == 2
+    assert "comma-separated integers" in capsys.readouterr().err
+    assert not (tmp_path / "b.json").exists()

@@ -1,0 +1,94 @@
+"""`leaf-hub distill` end to end on tiny models, and its one-line errors on bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sentence_transformers import SentenceTransformer
+
+from leaf_hub.cli import main
+
+
+def _data(tmp_path, n=300):
+    words = "the cat dog house car tree water fire city music science history language computer data".split()
+    rng = np.random.default_rng(0)
+    path = tmp_path / "texts.jsonl"
+    rows = [{"text": " ".join(rng.choice(words, rng.integers(1, 15))), "type": "query" if i % 3 == 0 else "document"} for i in range(n)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _error_line(stderr: str) -> str:
+    """The one error line (progress bars also go to stderr); a traceback fails the test."""
+    assert "Traceback" not in stderr
+    lines = [line for line in stderr.splitlines() if line.startswith("leaf-hub distill: error:")]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def _args(teacher, student, data, out, *extra):
+    return ["distill", "--teacher", str(teacher), "--student", str(student), "--data", str(data), "--output", str(out),
+            "--batch-size", "16", "--val-batches", "2", "--max-steps", "12", "--eval-every", "6", "--save-every", "6", *extra]  # fmt: skip
+
+
+def test_distill_writes_a_loadable_leaf_in_the_teachers_space(tmp_path, tiny_teacher_dir, tiny_student_dir, capsys):
+    data = _data(tmp_path)
+    out = tmp_path / "run"
+    assert main(_args(tiny_teacher_dir, tiny_student_dir, data, out)) == 0
+    printed = capsys.readouterr().out
+    assert "validation L2" in printed and "cosine to teacher" in printed
+    leaf = SentenceTransformer(str(out / "leaf"), device="cpu")
+    teacher = SentenceTransformer(str(tiny_teacher_dir), device="cpu")
+    assert [type(m).__name__ for m in leaf] == ["Transformer", "Pooling", "Dense", "Normalize"]
+    assert leaf.prompts.get("query") == "query: "  # inherited from the teacher
+    emb = leaf.encode_query(["what is a cat"])
+    assert emb.shape == (1, teacher.get_embedding_dimension())
+    assert abs(np.linalg.norm(emb) - 1) < 1e-5
+    dense = json.loads((out / "leaf" / "2_Dense" / "config.json").read_text())
+    assert dense["bias"] is False and dense["activation_function"].endswith("Identity")
+    facts = json.loads((out / "leaf" / "leaf_run.json").read_text())
+    assert facts["steps"] == 12 and facts["num_texts"] > 200 and facts["warm_start"]["heldout_cosine"] > 0
+    assert (out / "validation.jsonl").is_file() and (out / "teacher-cache" / "manifest.json").is_file()
+
+    # Same teacher and texts again: the cache is reused, and the run folder asks for --resume.
+    assert main(_args(tiny_teacher_dir, tiny_student_dir, data, out)) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(_args(tiny_teacher_dir, tiny_student_dir, data, tmp_path / "run2", "--cache", str(out / "teacher-cache"))) == 0
+
+
+def test_cache_of_another_teacher_is_refused(tmp_path, tiny_teacher_dir, tiny_student_dir, capsys):
+    data = _data(tmp_path, 120)
+    out = tmp_path / "run"
+    assert main(_args(tiny_teacher_dir, tiny_student_dir, data, out, "--max-steps", "1")) == 0
+    # The student is a 32-d model: as a teacher it has another dimension and fingerprint.
+    code = main(_args(tiny_student_dir, tiny_student_dir, data, tmp_path / "other", "--cache", str(out / "teacher-cache")))
+    err = _error_line(capsys.readouterr().err)
+    assert code == 2 and "does not match this run" in err and "dimension is 48" in err
+
+
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        (lambda p: p.write_text(""), "empty"),
+        (lambda p: p.write_bytes(b'{"text": "caf\xe9"}\n'), "UTF-8"),
+        (lambda p: p.write_text('{"sentence": "a"}\n'), "column"),
+    ],
+)
+def test_bad_data_files_give_one_line_errors(tmp_path, tiny_teacher_dir, tiny_student_dir, capsys, setup, message):
+    bad = tmp_path / "bad.jsonl"
+    setup(bad)
+    assert main(_args(tiny_teacher_dir, tiny_student_dir, bad, tmp_path / "run")) == 2
+    err = _error_line(capsys.readouterr().err)
+    assert message.lower() in err.lower() and str(bad) in err
+
+
+def test_bad_options_and_models_give_one_line_errors(tmp_path, tiny_teacher_dir, tiny_student_dir, capsys):
+    data = _data(tmp_path, 50)
+    assert main(_args(tiny_teacher_dir, tiny_student_dir, data, tmp_path / "r", "--batch-size", "0")) == 2
+    assert "--batch-size must be a positive integer" in capsys.readouterr().err
+    assert main(_args("nobody/no-such-model-xyz", tiny_student_dir, data, tmp_path / "r")) == 2
+    assert "unknown model 'nobody/no-such-model-xyz'" in capsys.readouterr().err
+    assert main(_args("http://127.0.0.1:9/v1", tiny_student_dir, data, tmp_path / "r", "--api-model", "m")) == 2
+    assert "127.0.0.1:9" in capsys.readouterr().err
