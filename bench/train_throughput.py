@@ -29,7 +29,8 @@ SHARED = ROOT.parent / "shared" / "data" / "train" / "texts.jsonl.gz"
 
 
 def read_texts(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
-    rows = [json.loads(line) for line in gzip.open(SHARED, "rt")]
+    with gzip.open(SHARED, "rt") as f:
+        rows = [json.loads(line) for line in f]
     pick = np.random.default_rng(seed).permutation(len(rows))[:n]
     return [rows[i]["text"] for i in pick], [rows[i]["type"] for i in pick]
 
@@ -63,7 +64,13 @@ def main() -> None:
     teacher = load_teacher(args.teacher)
     targets = TeacherCache(Path(args.cache) / f"n{len(texts)}").build(teacher, texts, kinds)
     prompts = dict(teacher.prompts)
-    base = build_leaf(load_model(args.student, device="cpu"), teacher.dimension, teacher.normalized, prompts, teacher.max_seq_length)
+    base = build_leaf(
+        load_model(args.student, device="cpu"),
+        teacher.dimension,
+        teacher.normalized,
+        prompts,
+        teacher.max_seq_length,
+    )
     ids = tokenize_for_leaf(base, texts, kinds, prompts)
     pad = base[0].tokenizer.pad_token_id
     train_idx, val_idx = np.arange(args.texts), np.arange(args.texts, args.texts + n_val)
@@ -71,7 +78,11 @@ def main() -> None:
     set_projection(projection(base), w)
     data = TrainData(ids, targets, train_idx, val_idx, pad)
     n_texts = args.steps * 32
-    results = {"texts_seen": n_texts, "machine": f"{os.cpu_count()} CPU cores", "torch_threads": torch.get_num_threads()}
+    results = {
+        "texts_seen": n_texts,
+        "machine": f"{os.cpu_count()} CPU cores",
+        "torch_threads": torch.get_num_threads(),
+    }
 
     # leaf-hub
     leaf = copy.deepcopy(base)
@@ -80,23 +91,35 @@ def main() -> None:
         start = time.perf_counter()
         train(leaf, data, Path(tmp), config)
         elapsed = time.perf_counter() - start
-    results["leaf_hub"] = {"seconds": elapsed, "texts_per_s": n_texts / elapsed, **validate(leaf, data, 64, "cpu")}
+    results["leaf_hub"] = {
+        "seconds": elapsed,
+        "texts_per_s": n_texts / elapsed,
+        **validate(leaf, data, 64, "cpu"),
+    }
 
     # sentence-transformers baseline: its trainer with MSELoss on (text, teacher embedding).
     st_model = copy.deepcopy(base)
     prefixed = [prompts.get(k, "") + t for t, k in zip(texts, kinds, strict=True)]
-    dataset = Dataset.from_dict({"text": [prefixed[i] for i in train_idx], "label": [targets[i].tolist() for i in train_idx]})
+    dataset = Dataset.from_dict(
+        {"text": [prefixed[i] for i in train_idx], "label": [targets[i].tolist() for i in train_idx]}
+    )
     with tempfile.TemporaryDirectory() as tmp:
         targs = SentenceTransformerTrainingArguments(
             output_dir=tmp, per_device_train_batch_size=32, max_steps=args.steps, learning_rate=1e-4,
             weight_decay=0.01, lr_scheduler_type="linear", save_strategy="no", report_to="none",
             logging_steps=10**9, dataloader_drop_last=False, seed=0, use_cpu=not torch.cuda.is_available(),
         )  # fmt: skip
-        trainer = SentenceTransformerTrainer(model=st_model, args=targs, train_dataset=dataset, loss=MSELoss(st_model))
+        trainer = SentenceTransformerTrainer(
+            model=st_model, args=targs, train_dataset=dataset, loss=MSELoss(st_model)
+        )
         start = time.perf_counter()
         trainer.train()
         elapsed = time.perf_counter() - start
-    results["sentence_transformers"] = {"seconds": elapsed, "texts_per_s": n_texts / elapsed, **validate(st_model, data, 64, "cpu")}
+    results["sentence_transformers"] = {
+        "seconds": elapsed,
+        "texts_per_s": n_texts / elapsed,
+        **validate(st_model, data, 64, "cpu"),
+    }
     results["speedup"] = results["leaf_hub"]["texts_per_s"] / results["sentence_transformers"]["texts_per_s"]
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(results, indent=2) + "\n")

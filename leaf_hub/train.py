@@ -254,7 +254,8 @@ def train(leaf, data: TrainData, out: Path, config: TrainConfig, resume: bool = 
             # Dropout masks are a pure function of (seed, epoch, batch, process): a resumed run replays them
             # exactly, whatever else touched the global RNG in between.
             torch.manual_seed(
-                hash((config.seed, progress["epoch"], progress["batch_in_epoch"], accelerator.process_index)) % 2**63
+                hash((config.seed, progress["epoch"], progress["batch_in_epoch"], accelerator.process_index))
+                % 2**63
             )
             with accelerator.accumulate(model):
                 for group, base in zip(optimizer.param_groups, base_lrs, strict=True):

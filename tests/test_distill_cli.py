@@ -15,7 +15,13 @@ def _data(tmp_path, n=300):
     words = "the cat dog house car tree water fire city music science history language computer data".split()
     rng = np.random.default_rng(0)
     path = tmp_path / "texts.jsonl"
-    rows = [{"text": " ".join(rng.choice(words, rng.integers(1, 15))), "type": "query" if i % 3 == 0 else "document"} for i in range(n)]
+    rows = [
+        {
+            "text": " ".join(rng.choice(words, rng.integers(1, 15))),
+            "type": "query" if i % 3 == 0 else "document",
+        }
+        for i in range(n)
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -33,7 +39,9 @@ def _args(teacher, student, data, out, *extra):
             "--batch-size", "16", "--val-batches", "2", "--max-steps", "12", "--eval-every", "6", "--save-every", "6", *extra]  # fmt: skip
 
 
-def test_distill_writes_a_loadable_leaf_in_the_teachers_space(tmp_path, tiny_teacher_dir, tiny_student_dir, capsys):
+def test_distill_writes_a_loadable_leaf_in_the_teachers_space(
+    tmp_path, tiny_teacher_dir, tiny_student_dir, capsys
+):
     data = _data(tmp_path)
     out = tmp_path / "run"
     assert main(_args(tiny_teacher_dir, tiny_student_dir, data, out)) == 0
@@ -55,7 +63,19 @@ def test_distill_writes_a_loadable_leaf_in_the_teachers_space(tmp_path, tiny_tea
     # Same teacher and texts again: the cache is reused, and the run folder asks for --resume.
     assert main(_args(tiny_teacher_dir, tiny_student_dir, data, out)) == 2
     assert "--resume" in capsys.readouterr().err
-    assert main(_args(tiny_teacher_dir, tiny_student_dir, data, tmp_path / "run2", "--cache", str(out / "teacher-cache"))) == 0
+    assert (
+        main(
+            _args(
+                tiny_teacher_dir,
+                tiny_student_dir,
+                data,
+                tmp_path / "run2",
+                "--cache",
+                str(out / "teacher-cache"),
+            )
+        )
+        == 0
+    )
 
 
 def test_cache_of_another_teacher_is_refused(tmp_path, tiny_teacher_dir, tiny_student_dir, capsys):
@@ -63,7 +83,16 @@ def test_cache_of_another_teacher_is_refused(tmp_path, tiny_teacher_dir, tiny_st
     out = tmp_path / "run"
     assert main(_args(tiny_teacher_dir, tiny_student_dir, data, out, "--max-steps", "1")) == 0
     # The student is a 32-d model: as a teacher it has another dimension and fingerprint.
-    code = main(_args(tiny_student_dir, tiny_student_dir, data, tmp_path / "other", "--cache", str(out / "teacher-cache")))
+    code = main(
+        _args(
+            tiny_student_dir,
+            tiny_student_dir,
+            data,
+            tmp_path / "other",
+            "--cache",
+            str(out / "teacher-cache"),
+        )
+    )
     err = _error_line(capsys.readouterr().err)
     assert code == 2 and "does not match this run" in err and "dimension is 48" in err
 
@@ -76,7 +105,9 @@ def test_cache_of_another_teacher_is_refused(tmp_path, tiny_teacher_dir, tiny_st
         (lambda p: p.write_text('{"sentence": "a"}\n'), "column"),
     ],
 )
-def test_bad_data_files_give_one_line_errors(tmp_path, tiny_teacher_dir, tiny_student_dir, capsys, setup, message):
+def test_bad_data_files_give_one_line_errors(
+    tmp_path, tiny_teacher_dir, tiny_student_dir, capsys, setup, message
+):
     bad = tmp_path / "bad.jsonl"
     setup(bad)
     assert main(_args(tiny_teacher_dir, tiny_student_dir, bad, tmp_path / "run")) == 2
@@ -90,5 +121,7 @@ def test_bad_options_and_models_give_one_line_errors(tmp_path, tiny_teacher_dir,
     assert "--batch-size must be a positive integer" in capsys.readouterr().err
     assert main(_args("nobody/no-such-model-xyz", tiny_student_dir, data, tmp_path / "r")) == 2
     assert "unknown model 'nobody/no-such-model-xyz'" in capsys.readouterr().err
-    assert main(_args("http://127.0.0.1:9/v1", tiny_student_dir, data, tmp_path / "r", "--api-model", "m")) == 2
+    assert (
+        main(_args("http://127.0.0.1:9/v1", tiny_student_dir, data, tmp_path / "r", "--api-model", "m")) == 2
+    )
     assert "127.0.0.1:9" in capsys.readouterr().err

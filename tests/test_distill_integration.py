@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from conftest import STUDENT_ID, TEACHER_ID
 from sentence_transformers import SentenceTransformer
 
-from conftest import STUDENT_ID, TEACHER_ID
 from leaf_hub.cli import main
 
 
@@ -16,9 +16,27 @@ from leaf_hub.cli import main
 def test_real_models_distil_towards_the_teacher(tmp_path, offline_models, capsys):
     out = tmp_path / "run"
     code = main(
-        ["distill", "--teacher", TEACHER_ID, "--student", STUDENT_ID, "--data", "builtin::limit=240",
-         "--data", "bert-tokens::limit=80", "--output", str(out), "--max-steps", "16", "--eval-every", "8",
-         "--val-batches", "1", "--warm-start-texts", "280"]  # fmt: skip
+        [
+            "distill",
+            "--teacher",
+            TEACHER_ID,
+            "--student",
+            STUDENT_ID,
+            "--data",
+            "builtin::limit=240",
+            "--data",
+            "bert-tokens::limit=80",
+            "--output",
+            str(out),
+            "--max-steps",
+            "16",
+            "--eval-every",
+            "8",
+            "--val-batches",
+            "1",
+            "--warm-start-texts",
+            "280",
+        ]  # fmt: skip
     )
     assert code == 0
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

@@ -224,3 +224,25 @@ def test_dims():
     assert default_dims(1024) == [64, 128, 256, 512, 1024]
     assert default_dims(48) == [48]
     assert parse_dims("128, 64", 768) == [64, 128, 768]
+
+
+def test_overlap_only_collection_and_alignment_texts(tmp_path, cache, leaf_copy, tiny_teacher_dir, data):
+    folder = synthetic_beir(tmp_path / "nolabels", seed=5)
+    shutil.rmtree(folder / "qrels")
+    texts = tmp_path / "held.txt"
+    texts.write_text("the cat in the house\nred car\nmusic and science\n")
+    out = tmp_path / "r.json"
+    rc = _run("--leaf", leaf_copy, "--teacher", tiny_teacher_dir, "--overlap", folder, "--alignment-texts", texts,
+              "--output", out, "--no-plots")  # fmt: skip
+    assert rc == 0
+    results = json.loads(out.read_text())["results"]
+    assert set(results["leaf"]["nolabels"]) == {"top10_overlap"}
+    assert (
+        results["asymmetric"]["alignment"]["top10_overlap"]
+        == results["asymmetric"]["nolabels"]["top10_overlap"]
+    )
+    teacher = SentenceTransformer(str(tiny_teacher_dir), device="cpu")
+    leaf = SentenceTransformer(str(leaf_copy), device="cpu")
+    lines = texts.read_text().splitlines()
+    expected = embedding_distance(teacher.encode(lines), leaf.encode(lines))
+    assert results["leaf"]["alignment"]["l2"] == pytest.approx(expected["l2"], abs=1e-5)
