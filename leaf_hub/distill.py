@@ -64,6 +64,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--cache", help="teacher-embedding cache folder (default OUTPUT/teacher-cache)")
     g.add_argument("--cache-dtype", default="float16", choices=["float16", "float32"])
     g.add_argument("--teacher-batch-size", type=int, default=64)
+    g.add_argument(
+        "--teacher-backend",
+        default="torch",
+        choices=["torch", "onnx"],
+        help="run a local teacher with PyTorch or ONNX Runtime (faster on CPU; checked against PyTorch first)",
+    )
     g = parser.add_argument_group("training (defaults: the paper's)")
     g.add_argument("--output", required=True, help="run folder")
     g.add_argument("--batch-size", type=int, default=32)
@@ -187,6 +193,7 @@ def distill(args: argparse.Namespace) -> dict:
         query_prompt=args.query_prompt,
         document_prompt=args.document_prompt,
         batch_size=args.teacher_batch_size,
+        backend=args.teacher_backend,
     )
     logger.info(
         "teacher %s: %d-d, normalized=%s, prompts=%s",

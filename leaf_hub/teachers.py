@@ -127,6 +127,49 @@ class SentenceTransformerTeacher:
         )
 
 
+class OnnxRuntimeTeacher(SentenceTransformerTeacher):
+    """A sentence-transformers teacher run through ONNX Runtime (measured 1.4-1.5x faster on CPU).
+
+    The model is exported once (whole graph: transformer, pooling, normalization) into leaf-hub's ONNX
+    cache. It is used only when its embeddings match PyTorch's on probe texts (cosine >= ``MIN_COSINE``);
+    the fingerprint stays the PyTorch model's, so either backend fills and reuses the same teacher cache.
+    """
+
+    MIN_COSINE = 0.9999
+
+    def __init__(self, model: Any, source: str, batch_size: int = 64, prompts=None, name: str | None = None):
+        from leaf_hub.export_onnx import ensure_onnx
+        from leaf_hub.onnx_encoder import OnnxEncoder
+
+        super().__init__(model, batch_size=batch_size, prompts=prompts, name=name)
+        folder = ensure_onnx(source, quantized=False, model=model)
+        self.encoder = OnnxEncoder(folder, max_seq_length=self.max_seq_length)
+        probes = [
+            "What is the capital of France?",
+            "Distillation trains a small model to reproduce the outputs of a large one. " * 6,
+            "a",
+        ]
+        for kind in ("query", "document"):
+            reference = super().encode(probes, kind)
+            onnx = self.encode(probes, kind)
+            cos = (reference * onnx).sum(1) / (
+                np.linalg.norm(reference, axis=1) * np.linalg.norm(onnx, axis=1) + 1e-12
+            )
+            self.parity = float(cos.min())
+            if self.parity < self.MIN_COSINE:
+                raise LeafHubError(
+                    f"the ONNX export of {self.name!r} disagrees with PyTorch (cosine {self.parity:.6f} < "
+                    f"{self.MIN_COSINE}); use --teacher-backend torch"
+                )
+
+    def encode(self, texts: list[str], kind: Kind) -> np.ndarray:
+        _check_kind(kind)
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        out = self.encoder.encode(list(texts), prompt=self.prompts.get(kind, ""), batch_size=self.batch_size)
+        return np.asarray(out, dtype=np.float32)
+
+
 class HttpTeacher:
     """An OpenAI-compatible embeddings API as a teacher.
 
@@ -403,6 +446,7 @@ def load_teacher(
     query_prompt: str | None = None,
     document_prompt: str | None = None,
     batch_size: int = 64,
+    backend: str = "torch",
     **http_options: Any,
 ) -> Teacher:
     """A teacher from a Hub id, a local folder, or an ``http(s)://`` embeddings API base URL.
@@ -435,6 +479,10 @@ def load_teacher(
         )
     from leaf_hub.models import load_model
 
-    model = load_model(spec, device=device)
+    if backend not in ("torch", "onnx"):
+        raise LeafHubError(f"teacher backend {backend!r} is not one of torch, onnx")
+    model = load_model(spec, device=device if backend == "torch" else "cpu")
     overrides = {"query": query_prompt, "document": document_prompt}
+    if backend == "onnx":
+        return OnnxRuntimeTeacher(model, spec, batch_size=batch_size, prompts=overrides, name=spec)
     return SentenceTransformerTeacher(model, batch_size=batch_size, prompts=overrides, name=spec)

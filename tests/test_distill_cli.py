@@ -125,3 +125,32 @@ def test_bad_options_and_models_give_one_line_errors(tmp_path, tiny_teacher_dir,
         main(_args("http://127.0.0.1:9/v1", tiny_student_dir, data, tmp_path / "r", "--api-model", "m")) == 2
     )
     assert "127.0.0.1:9" in capsys.readouterr().err
+
+
+def test_onnx_teacher_backend_reuses_the_pytorch_teachers_cache(
+    tmp_path, tiny_teacher_dir, tiny_student_dir, monkeypatch
+):
+    monkeypatch.setenv("LEAF_HUB_CACHE", str(tmp_path / "leaf-hub-cache"))
+    data = _data(tmp_path, 120)
+    cache = tmp_path / "shared-cache"
+    assert (
+        main(
+            _args(
+                tiny_teacher_dir,
+                tiny_student_dir,
+                data,
+                tmp_path / "a",
+                "--cache",
+                str(cache),
+                "--max-steps",
+                "2",
+            )
+        )
+        == 0
+    )
+    shards = {p.name: p.stat().st_mtime_ns for p in cache.glob("shard-*.npz")}
+    args = _args(
+        tiny_teacher_dir, tiny_student_dir, data, tmp_path / "b", "--cache", str(cache), "--max-steps", "2"
+    )
+    assert main([*args, "--teacher-backend", "onnx"]) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in cache.glob("shard-*.npz")} == shards  # nothing re-embedded

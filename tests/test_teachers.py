@@ -235,3 +235,20 @@ def test_real_teacher_properties(offline_models):
     vectors = teacher.encode(["What is a leaf model?", "A small embedding model."], "query")
     assert vectors.shape == (2, 768)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_onnx_runtime_teacher_matches_pytorch_and_shares_its_cache(tmp_path, tiny_teacher_dir, monkeypatch):
+    monkeypatch.setenv("LEAF_HUB_CACHE", str(tmp_path / "cache"))
+    from leaf_hub.teachers import OnnxRuntimeTeacher
+
+    torch_teacher = load_teacher(str(tiny_teacher_dir))
+    onnx_teacher = load_teacher(str(tiny_teacher_dir), backend="onnx")
+    assert isinstance(onnx_teacher, OnnxRuntimeTeacher) and onnx_teacher.parity >= 0.9999
+    assert onnx_teacher.fingerprint == torch_teacher.fingerprint
+    texts = ["what is a cat", "the dog ran to the house in the city"]
+    for kind in ("query", "document"):
+        np.testing.assert_allclose(
+            onnx_teacher.encode(texts, kind), torch_teacher.encode(texts, kind), atol=1e-4
+        )
+    with pytest.raises(LeafHubError, match="backend"):
+        load_teacher(str(tiny_teacher_dir), backend="tensorrt")
