@@ -519,6 +519,7 @@ def plot(report: dict[str, Any], path: str | os.PathLike) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     backends = list(report["summary"])
     fig, axes = plt.subplots(
@@ -538,6 +539,12 @@ def plot(report: dict[str, Any], path: str | os.PathLike) -> None:
             speedup = report["summary"][backend].get(f"{kind}_speedup")
             ax.set_title(f"{backend}: {kind} ({_fmt(speedup)}x)")
             ax.set_xscale("log", base=2)
+            ax.set_yscale("log")  # a constant speed-up is a constant gap between the two lines
+            ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            # Minor ticks labelled at 2x and 5x only, so that the labels do not overlap.
+            ax.yaxis.set_minor_formatter(
+                matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else "")
+            )
             ax.set_xticks(report["meta"]["batch_sizes"], [str(b) for b in report["meta"]["batch_sizes"]])
             ax.grid(alpha=0.3)
             if col == 0:
