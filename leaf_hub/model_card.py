@@ -164,13 +164,19 @@ def model_facts(folder: str | Path, kind: str) -> dict:
     folder = Path(folder)
     modules = read_json(folder / "modules.json") or []
     st_config = read_json(folder / "config_sentence_transformers.json") or {}
+    # A pair written by `leaf-hub pair` carries leaf_pair.json: its leaf, teacher and the leaf's run facts.
+    pair_info = (
+        (read_json(folder / "leaf_pair.json") or read_json(folder / "pair.json")) if kind == "pair" else None
+    )
     run = read_json(folder / "leaf_run.json")
+    if run is None and isinstance(pair_info, dict):
+        run = pair_info.get("leaf_run")
     facts: dict[str, Any] = {
         "kind": kind,
         "run": run if isinstance(run, dict) else None,
         "eval": read_json(folder / "eval_report.json"),
         "bench": read_json(folder / "bench_report.json"),
-        "pair_info": read_json(folder / "pair.json") if kind == "pair" else None,
+        "pair_info": pair_info,
         "prompts": {k: v for k, v in (st_config.get("prompts") or {}).items() if v},
         "similarity": st_config.get("similarity_fn_name") or "cosine",
         "parameters": safetensors_parameters(folder),

@@ -262,3 +262,19 @@ def test_vocabulary_card_with_odd_build_json(tmp_path):
     (folder / "build.json").write_text(json.dumps({"counts": [1], "examples": "x", "rows": "many"}))
     card = DatasetCard(render_card(folder))
     assert card.data.to_dict()["configs"][0]["data_files"][0]["path"] == "vocabulary.jsonl"
+
+
+def test_card_of_a_pair_made_by_leaf_hub_pair_names_its_teacher(tmp_path, tiny_leaf_dir, tiny_teacher_dir):
+    import shutil
+
+    leaf = tmp_path / "leaf"
+    shutil.copytree(tiny_leaf_dir, leaf)
+    (leaf / "leaf_run.json").write_text(json.dumps(LEAF_RUN))
+    pair = tmp_path / "pair"
+    args = ["pair", "--leaf", str(leaf), "--teacher", str(tiny_teacher_dir), "--output", str(pair), "--force"]
+    assert main(args) == 0
+    assert not (pair / "leaf_run.json").exists()  # the facts come from the pair's own manifest
+    assert main(["card", "--model", str(pair), "--repo-id", "tester/tiny-pair"]) == 0
+    card = ModelCard((pair / "README.md").read_text())
+    assert card.data.to_dict()["teacher"] == str(tiny_teacher_dir)  # the document side actually paired
+    assert STUDENT in card.text and "not recorded" not in card.text
