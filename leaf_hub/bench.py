@@ -49,6 +49,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from leaf_hub.atomic import atomic_write_path
 from leaf_hub.errors import LeafHubError
 
 logger = logging.getLogger(__name__)
@@ -560,21 +561,7 @@ def plot(report: dict[str, Any], path: str | os.PathLike) -> None:
     plt.close(fig)
 
 
-def _atomic(path: Path, write: Callable[[str], None]) -> None:
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+_atomic = atomic_write_path
 
 
 def write_report(report: dict[str, Any], output: str | os.PathLike) -> tuple[Path, Path, Path]:

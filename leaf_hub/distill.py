@@ -282,7 +282,7 @@ def distill(args: argparse.Namespace) -> dict:
         best = _best_record(out / "metrics.jsonl")
         if best:
             facts["validation"] = {"l2": best["val_l2"], "cosine": best["val_cosine"]}
-        from leaf_hub.teacher_cache import atomic_write_json
+        from leaf_hub.atomic import atomic_write_json
 
         atomic_write_json(out / "leaf" / "leaf_run.json", facts)
         atomic_write_json(
@@ -306,7 +306,7 @@ def _best_record(path: Path) -> dict | None:
 
 
 def _write_validation(path: Path, records) -> None:
-    from leaf_hub.teacher_cache import atomic_write_bytes
+    from leaf_hub.atomic import atomic_write_bytes
 
     lines = "".join(json.dumps({"text": r.text, "type": r.kind, "source": r.source}) + "\n" for r in records)
     atomic_write_bytes(path, lines.encode())

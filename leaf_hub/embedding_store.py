@@ -23,7 +23,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 import weakref
 from collections.abc import Sequence
@@ -31,6 +30,8 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+
+from leaf_hub.atomic import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -89,17 +90,7 @@ def task_prompt(model, task: Task) -> str:
     return (getattr(model, "prompts", None) or {}).get(default, "") if default else ""
 
 
-def _atomic_write_bytes(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+_atomic_write_bytes = atomic_write
 
 
 def save_npy(path: Path, array: np.ndarray) -> None:
@@ -288,9 +279,3 @@ def _remove_partial(partial: Path) -> None:
         for p in partial.iterdir():
             p.unlink(missing_ok=True)
         partial.rmdir()
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

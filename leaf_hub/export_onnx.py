@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import inspect
-import json
 import logging
 import os
 import tempfile
@@ -48,6 +47,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from leaf_hub.atomic import atomic_write_json, finish_temp
 from leaf_hub.errors import LeafHubError
 from leaf_hub.onnx_encoder import FP32_FILE, INT8_FILE, ONNX_SUBFOLDER
 
@@ -718,20 +718,8 @@ def _temp_path(folder: Path, name: str) -> Path:
     return Path(tmp)
 
 
-def _publish(tmp: Path, final: Path) -> None:
-    """Rename a finished temporary file to its final name, readable as a normally created file would be."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, final)
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = _temp_path(path.parent, path.name)
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
-    _publish(tmp, path)
+_publish = finish_temp
+_write_json = atomic_write_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

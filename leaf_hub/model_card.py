@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import re
 import struct
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from leaf_hub.atomic import atomic_write_text, finish_temp
 from leaf_hub.errors import LeafHubError
 
 logger = logging.getLogger(__name__)
@@ -648,30 +647,8 @@ def is_sentence_transformers_card(text: str) -> bool:
     return "This is a [sentence-transformers](https://www.SBERT.net) model" in text
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def replace_atomic(tmp: str | Path, path: Path) -> None:
-    """Give a finished temp file the permissions of a normally created file, then move it into place."""
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; datasets and cards are meant to be shared
-    os.replace(tmp, path)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a text file so that readers see either the old or the complete new content, never a partial one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        replace_atomic(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+replace_atomic = finish_temp
+write_text_atomic = atomic_write_text
 
 
 # -- CLI -----------------------------------------------------------------------------------------------

@@ -18,25 +18,16 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from leaf_hub.atomic import atomic_write_bytes
 
 MODELS = ("teacher", "leaf", "asymmetric")
 _COLORS = {"teacher": "#1f77b4", "leaf": "#2ca02c", "asymmetric": "#ff7f0e"}
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+write_atomic = atomic_write_bytes
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -300,9 +291,3 @@ def write_report(report: dict[str, Any], output: str | os.PathLike, plots: bool 
     write_atomic(md, markdown(report, pngs).encode())
     written.append(md)
     return written + pngs
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

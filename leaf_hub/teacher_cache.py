@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from leaf_hub.atomic import atomic_write_bytes, atomic_write_json
 from leaf_hub.errors import LeafHubError
 
 logger = logging.getLogger(__name__)
@@ -62,24 +62,6 @@ def texts_digest(texts: Sequence[str], kinds: Sequence[str]) -> str:
         digest.update(text.encode())
         digest.update(b"\0")
     return digest.hexdigest()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes owner-only files; a cache is meant to be shared
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
 class TeacherCache:
@@ -156,7 +138,7 @@ class TeacherCache:
             self._check_compatible(have, want)
             want.dtype, self.shard_size, want.shard_size = have.dtype, have.shard_size, have.shard_size
         elif process_index == 0:
-            atomic_write_json(self.folder / MANIFEST, asdict(want))
+            atomic_write_json(self.folder / MANIFEST, asdict(want), sort_keys=True)
         order = self._length_order(teacher, texts)
         shards = [order[i : i + self.shard_size] for i in range(0, len(order), self.shard_size)]
         mine = [k for k in range(len(shards)) if k % num_processes == process_index]
