@@ -139,9 +139,8 @@ class TeacherCache:
             want.dtype, self.shard_size, want.shard_size = have.dtype, have.shard_size, have.shard_size
         elif process_index == 0:
             atomic_write_json(self.folder / MANIFEST, asdict(want), sort_keys=True)
-        order = self._length_order(teacher, texts)
-        shards = [order[i : i + self.shard_size] for i in range(0, len(order), self.shard_size)]
-        mine = [k for k in range(len(shards)) if k % num_processes == process_index]
+        n_shards = -(-len(texts) // self.shard_size)
+        mine = [k for k in range(n_shards) if k % num_processes == process_index]
         todo = [k for k in mine if not self._shard_path(k).is_file()]
         if len(todo) < len(mine):
             logger.info(
@@ -150,6 +149,9 @@ class TeacherCache:
                 len(mine) - len(todo),
                 len(mine),
             )
+        # Tokenizing every text to sort by length is only worth it when there is something left to embed.
+        order = self._length_order(teacher, texts) if todo else np.arange(0)
+        shards = [order[i : i + self.shard_size] for i in range(0, len(order), self.shard_size)]
         bar = tqdm(
             total=sum(len(shards[k]) for k in todo), desc="teacher embeddings", unit="text", disable=not todo
         )

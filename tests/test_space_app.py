@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from embedding_server import free_port
+from space_helpers import launched_space
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -37,12 +38,6 @@ EVAL = {
     "meta": {},
     "results": {"teacher": {"cisi": {"ndcg@10": 0.418}}, "leaf": {"cisi": {"ndcg@10": 0.377}}},
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def expected_scores(teacher_dir: Path, leaf_dir: Path, query: str, docs: list[str]) -> dict[str, list[float]]:
@@ -79,18 +74,8 @@ def reports_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def app_url(tiny_leaf_dir, tiny_teacher_dir, reports_dir):
-    from leaf_hub.space import build_app, launch_kwargs
-
-    demo = build_app(str(tiny_leaf_dir), str(tiny_teacher_dir), report_dir=reports_dir)
-    _, url, _ = demo.launch(
-        server_name="127.0.0.1",
-        server_port=free_port(),
-        prevent_thread_lock=True,
-        quiet=True,
-        **launch_kwargs(),
-    )
-    yield url
-    demo.close()
+    with launched_space(tiny_leaf_dir, tiny_teacher_dir, reports_dir) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from pathlib import Path
 
 import pytest
+from space_helpers import launched_space
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -40,12 +40,6 @@ pytestmark = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def models(tiny_teacher_dir, tiny_leaf_dir):
     from sentence_transformers import SentenceTransformer
@@ -58,18 +52,8 @@ def models(tiny_teacher_dir, tiny_leaf_dir):
 
 @pytest.fixture(scope="module")
 def app_url(tiny_teacher_dir, tiny_leaf_dir):
-    from leaf_hub.space import build_app, launch_kwargs
-
-    demo = build_app(str(tiny_leaf_dir), str(tiny_teacher_dir))
-    _, url, _ = demo.launch(
-        server_name="127.0.0.1",
-        server_port=free_port(),
-        prevent_thread_lock=True,
-        quiet=True,
-        **launch_kwargs(),
-    )
-    yield url
-    demo.close()
+    with launched_space(tiny_leaf_dir, tiny_teacher_dir) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

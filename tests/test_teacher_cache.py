@@ -100,3 +100,14 @@ def test_float16_keeps_cosine_and_refuses_overflow(tmp_path):
     assert cos.min() >= 0.999 and not np.array_equal(emb16, emb32)
     with pytest.raises(LeafHubError, match="float32"):
         TeacherCache(tmp_path / "c").build(CountingTeacher(scale=1e6), texts, kinds, dtype="float16")
+
+
+def test_complete_cache_is_loaded_without_asking_the_teacher_anything(tmp_path):
+    texts, kinds = _texts(20)
+    TeacherCache(tmp_path, shard_size=8).build(CountingTeacher(), texts, kinds)
+
+    class Untouchable(CountingTeacher):
+        def token_lengths(self, texts):
+            raise AssertionError("a complete cache needs no tokenization")
+
+    assert TeacherCache(tmp_path, shard_size=8).build(Untouchable(), texts, kinds).shape == (20, 8)
