@@ -36,8 +36,8 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("pair", "leaf_hub.pair", "write one asymmetric model: leaf for queries, teacher for documents"),
     ("vocab", "leaf_hub.vocab", "build the Vocabulary dataset of word definitions"),
     ("card", "leaf_hub.model_card", "render a model card for a leaf, a pair or a dataset"),
-    ("publish", "leaf_hub.publish", "push a leaf, a pair or a dataset to the Hugging Face Hub"),
-    ("space", "leaf_hub.space", "run the Gradio Space that compares teacher and leaf"),
+    ("publish", "leaf_hub.publish", "push a leaf, pair, dataset or Space folder to the Hub"),
+    ("space", "leaf_hub.space", "run the Gradio Space (teacher vs leaf), or --export it"),
 ]
 
 

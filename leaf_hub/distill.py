@@ -65,6 +65,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--cache-dtype", default="float16", choices=["float16", "float32"])
     g.add_argument("--teacher-batch-size", type=int, default=64)
     g.add_argument(
+        "--cache-shard-size",
+        type=int,
+        default=2048,
+        help="texts per cache shard: the unit of resuming and of the split across processes",
+    )
+    g.add_argument(
         "--teacher-backend",
         default="torch",
         choices=["torch", "onnx"],
@@ -104,6 +110,7 @@ def _check_args(args: argparse.Namespace) -> None:
     positive = [
         "batch_size",
         "teacher_batch_size",
+        "cache_shard_size",
         "eval_every",
         "save_every",
         "gradient_accumulation_steps",
@@ -179,7 +186,7 @@ def distill(args: argparse.Namespace) -> dict:
 
     _check_args(args)
     started = time.time()
-    state = PartialState()
+    state = PartialState(cpu=_cpu_only(args.device))
     device = args.device or str(state.device)
     out = Path(args.output)
     if out.exists() and not out.is_dir():
@@ -215,7 +222,7 @@ def distill(args: argparse.Namespace) -> dict:
     kinds = [r.kind for r in records]
     logger.info("%d texts (%d queries)", len(texts), sum(k == "query" for k in kinds))
 
-    cache = TeacherCache(args.cache or out / "teacher-cache")
+    cache = TeacherCache(args.cache or out / "teacher-cache", shard_size=args.cache_shard_size)
     targets = cache.build(
         teacher,
         texts,
@@ -295,6 +302,21 @@ def distill(args: argparse.Namespace) -> dict:
         )
         return facts
     return {}
+
+
+def _cpu_only(device: str | None) -> bool:
+    """Whether Accelerate must run on the CPU. Under a launcher on a machine without an accelerator it has to
+    be told, or every process believes it is the only one (DDP over gloo needs ``cpu=True``)."""
+    import os
+
+    import torch
+    from accelerate.utils import parse_flag_from_env
+
+    if device == "cpu" or parse_flag_from_env("ACCELERATE_USE_CPU"):
+        return True
+    accelerator = getattr(torch, "accelerator", None)
+    has_accelerator = accelerator.is_available() if accelerator else torch.cuda.is_available()
+    return "LOCAL_RANK" in os.environ and not has_accelerator
 
 
 def _best_record(path: Path) -> dict | None:

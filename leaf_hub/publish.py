@@ -1,4 +1,4 @@
-"""``leaf-hub publish``: push a leaf, an asymmetric pair, the Vocabulary dataset or a teacher cache to the Hub.
+"""``leaf-hub publish``: push a leaf, a pair, the Vocabulary, a teacher cache or a Space folder to the Hub.
 
 One publish is one commit: the repo is created if missing (``create_repo(exist_ok=True)``), then every file
 of the folder (weights, tokenizer, sentence-transformers config, ``onnx/``, reports, plots, and the card) goes
@@ -10,6 +10,9 @@ commit it would make without touching the network.
 The card: a folder without README.md, or with the generic card sentence-transformers writes on save, or
 with a card from ``leaf-hub card`` (marker comment) gets a freshly rendered card naming the target repo;
 a hand-written README (no marker) is uploaded as it is. ``--keep-readme`` always uploads the folder's own.
+
+A Space folder (README front matter naming an ``sdk``, as ``leaf-hub space --export`` writes it) goes to a
+Space repo, created with that SDK; its README is its configuration and is always uploaded as it is.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class PublishPlan:
     commit_message: str
     endpoint: str
     files: list[PlannedFile] = field(default_factory=list)
+    space_sdk: str | None = None  # a Space repo is created with its SDK (gradio, ...)
 
     @property
     def total_size(self) -> int:
@@ -66,7 +70,8 @@ class PublishPlan:
         target = f"a pull request against {branch}" if self.create_pr else f"branch {branch}"
         lines = [
             f"endpoint: {self.endpoint}",
-            f"repo:     {self.repo_id} ({self.repo_type}; created {'private' if self.private else 'public'} if missing)",
+            f"repo:     {self.repo_id} ({self.repo_type}{f', sdk {self.space_sdk}' if self.space_sdk else ''}; "
+            f"created {'private' if self.private else 'public'} if missing)",
             f"commit:   {self.commit_message!r} -> {target}",
             f"content:  {self.kind} from {self.folder}",
             f"files:    {len(self.files)}, {_human_size(self.total_size)} ({self.total_size:,} bytes)",
@@ -136,18 +141,29 @@ def plan_publish(
         is_sentence_transformers_card,
         render_card,
     )
+    from leaf_hub.space_export import read_space_config
 
     folder = Path(folder)
     if not folder.is_dir():
         raise LeafHubError(
             f"{folder} is not a folder; give a leaf folder (OUTPUT/leaf), a pair or a dataset folder"
         )
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise LeafHubError(f"--repo-id {repo_id!r} must look like USER/NAME (or ORG/NAME)")
+    space = read_space_config(folder)
+    if space is not None:
+        return _plan_space(
+            folder, space, repo_id, repo_type, private, revision, create_pr, commit_message, include
+        )
+    if repo_type == "space":
+        raise LeafHubError(
+            f"{folder} is not a Space folder (no README.md front matter with an sdk); write one with "
+            "`leaf-hub space --export DIR`"
+        )
     if not (folder / "modules.json").is_file() and (folder / "leaf" / "modules.json").is_file():
         raise LeafHubError(
             f"{folder} is a distillation run folder; publish its final model: {folder / 'leaf'}"
         )
-    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
-        raise LeafHubError(f"--repo-id {repo_id!r} must look like USER/NAME (or ORG/NAME)")
     kind = detect_kind(folder)
     natural_type = "dataset" if kind in DATASET_KINDS else "model"
     if repo_type == "auto":
@@ -172,6 +188,55 @@ def plan_publish(
     message = commit_message or f"Upload {kind} with leaf-hub {leaf_hub_version()}"
     return PublishPlan(
         folder, kind, repo_id, repo_type, private, revision, create_pr, message, _endpoint(), planned
+    )
+
+
+def _plan_space(
+    folder: Path,
+    config: dict,
+    repo_id: str,
+    repo_type: str,
+    private: bool,
+    revision: str | None,
+    create_pr: bool,
+    commit_message: str | None,
+    include: list[str] | None,
+) -> PublishPlan:
+    """The plan for a Space folder: every file as it is, the README (the Space's config) included."""
+    from huggingface_hub import constants
+
+    sdk = str(config["sdk"])
+    if sdk not in constants.SPACES_SDK_TYPES:
+        raise LeafHubError(
+            f"{folder / 'README.md'} names sdk {sdk!r}; a Space runs one of {', '.join(constants.SPACES_SDK_TYPES)}"
+        )
+    app_file = config.get("app_file")
+    if sdk in ("gradio", "streamlit") and not (app_file and (folder / str(app_file)).is_file()):
+        raise LeafHubError(
+            f"{folder} is a {sdk} Space without its app_file ({app_file or 'not set'}) in README.md"
+        )
+    if repo_type == "auto":
+        repo_type = "space"
+    elif repo_type != "space":
+        logger.warning("publishing a Space folder as a %s repo, as asked", repo_type)
+    files = collect_files(folder, include)
+    planned = [
+        PlannedFile(p, src, src.stat().st_size, "Space config, kept" if p == "README.md" else "")
+        for p, src in files.items()
+    ]
+    message = commit_message or f"Upload Space with leaf-hub {leaf_hub_version()}"
+    return PublishPlan(
+        folder,
+        "space",
+        repo_id,
+        repo_type,
+        private,
+        revision,
+        create_pr,
+        message,
+        _endpoint(),
+        planned,
+        space_sdk=sdk if repo_type == "space" else None,
     )
 
 
@@ -219,7 +284,8 @@ def publish(plan: PublishPlan, token: str | None = None) -> PublishResult:
             raise
         logger.info("publishing as %s to %s", user.get("name", "?"), plan.endpoint)
         step = "creating the repo"
-        api.create_repo(plan.repo_id, repo_type=plan.repo_type, private=plan.private, exist_ok=True)
+        sdk = {"space_sdk": plan.space_sdk} if plan.repo_type == "space" else {}
+        api.create_repo(plan.repo_id, repo_type=plan.repo_type, private=plan.private, exist_ok=True, **sdk)
         if plan.revision and plan.revision != "main":
             step = f"creating branch {plan.revision}"
             api.create_branch(plan.repo_id, branch=plan.revision, repo_type=plan.repo_type, exist_ok=True)
@@ -288,14 +354,16 @@ def _network_errors() -> tuple[type[BaseException], ...]:
 # -- CLI -----------------------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "path", metavar="PATH", help="a leaf folder (OUTPUT/leaf), a pair, or a dataset folder"
+        "path",
+        metavar="PATH",
+        help="a leaf folder (OUTPUT/leaf), a pair, a dataset folder, or a Space folder (leaf-hub space --export)",
     )
     parser.add_argument("--repo-id", required=True, help="USER/NAME or ORG/NAME on the Hub")
     parser.add_argument(
         "--repo-type",
-        choices=("auto", "model", "dataset"),
+        choices=("auto", "model", "dataset", "space"),
         default="auto",
-        help="default: dataset for the Vocabulary or a teacher cache, model otherwise",
+        help="default: space for a Space folder, dataset for the Vocabulary or a teacher cache, model otherwise",
     )
     parser.add_argument("--private", action="store_true", help="create the repo private (if it is created)")
     parser.add_argument(

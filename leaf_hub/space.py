@@ -2,7 +2,8 @@
 
 :func:`build_app` builds the whole app from two models (loaded once, at build time); ``space/app.py``
 calls it with model ids from the environment so the same app runs on a Hugging Face Space, and
-``leaf-hub space --leaf DIR --teacher ID`` runs it locally. The numbers come from
+``leaf-hub space --leaf DIR --teacher ID`` runs it locally; ``leaf-hub space --export DIR`` writes a Space
+folder that deploys as it is (:mod:`leaf_hub.space_export`). The numbers come from
 :mod:`leaf_hub.compare`; this module only lays them out and turns input errors into ``gr.Error``
 messages. Besides the UI, the app serves ``/compare`` (query, documents one per line -> score table) for
 ``gradio_client`` scripts.
@@ -255,6 +256,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: all)")
     parser.add_argument("--port", type=int, default=7860, help="port to listen on (default 7860)")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    export = parser.add_argument_group("export a Space folder instead of running the app")
+    export.add_argument(
+        "--export",
+        metavar="DIR",
+        help="write a self-contained Hugging Face Space to DIR (app.py, README.md, requirements.txt, leaf_hub/); "
+        "publish it with `leaf-hub publish DIR --repo-id USER/SPACE`",
+    )
+    export.add_argument(
+        "--leaf-repo-id",
+        metavar="USER/NAME",
+        help="with --export and a local --leaf folder: the Hub repo the leaf is (or will be) published to",
+    )
+    export.add_argument("--title", help="with --export: the Space's title (default: Leaf vs Teacher)")
+
+
+def _export(args: argparse.Namespace, teacher: str) -> int:
+    """``--export DIR``: write the Space folder instead of serving the app, and say how to publish it."""
+    from leaf_hub.space_export import export_space
+
+    if args.report_dir:
+        raise LeafHubError(
+            "--report-dir does not apply to --export: the Space reads reports from the leaf's repo"
+        )
+    done = export_space(args.export, args.leaf, teacher, leaf_repo_id=args.leaf_repo_id, title=args.title)
+    print(f"wrote a Space for {done.leaf_id} (teacher {done.teacher_id}) to {done.folder}:")
+    for name in done.files:
+        print(f"  {name}")
+    if Path(args.leaf).expanduser().exists():
+        print(f"publish the leaf first: leaf-hub publish {args.leaf} --repo-id {done.leaf_id}")
+    print(f"then the Space: leaf-hub publish {done.folder} --repo-id USER/SPACE")
+    print(f"(try it here first: cd {done.folder} && python app.py)")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -263,6 +296,10 @@ def run(args: argparse.Namespace) -> int:
         raise LeafHubError(
             f"no teacher given and {args.leaf!r} has no leaf_run.json naming one; pass --teacher ID"
         )
+    if args.export:
+        return _export(args, teacher)
+    if args.leaf_repo_id or args.title:
+        raise LeafHubError("--leaf-repo-id and --title only apply with --export DIR")
     if args.report_dir and not Path(args.report_dir).is_dir():
         raise LeafHubError(f"--report-dir {args.report_dir!r} is not a folder")
     if not 0 < args.port < 65536:

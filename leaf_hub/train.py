@@ -96,6 +96,12 @@ def lr_factor(step: int, total: int, cycles: int, lr: float, min_lr: float, warm
     return (min_lr + (lr - min_lr) * (1.0 - pos)) / lr
 
 
+def lr_factor_at(fraction: float, cycles: int, lr: float, min_lr: float) -> float:
+    """The same cycles as :func:`lr_factor`, at a fraction of the run (of its time, for --max-minutes)."""
+    pos = (min(max(fraction, 0.0), 1.0 - 1e-9) * max(1, cycles)) % 1.0
+    return (min_lr + (lr - min_lr) * (1.0 - pos)) / lr
+
+
 def leaf_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean over the batch of the L2 distance between leaf and teacher embeddings."""
     return (pred.float() - target.float()).norm(dim=1).mean()
@@ -154,13 +160,17 @@ def train(leaf, data: TrainData, out: Path, config: TrainConfig, resume: bool = 
         mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.gradient_accumulation_steps
     )
     set_seed(config.seed)
+    _freeze_unused_parameters(leaf, _Rows(data).collate(data.train_idx[: config.batch_size].tolist()))
     head = list(projection(leaf).parameters())
     head_ids = {id(p) for p in head}
-    body = [p for p in leaf.parameters() if id(p) not in head_ids]
+    body = [p for p in leaf.parameters() if id(p) not in head_ids and p.requires_grad]
     optimizer = torch.optim.AdamW(
         [{"params": body, "lr": config.lr}, {"params": head, "lr": config.head_lr or config.lr}],
         betas=(config.beta1, config.beta2),
         weight_decay=config.weight_decay,
+        # The fused kernel updates all 22M parameters in one pass: 4x faster than foreach on CPU, where the
+        # optimizer step is otherwise 15% of a length-grouped step.
+        fused=accelerator.device.type in ("cpu", "cuda"),
     )
     rows = _Rows(data)
     n_batches = math.ceil(len(data.train_idx) / config.batch_size)
@@ -168,9 +178,6 @@ def train(leaf, data: TrainData, out: Path, config: TrainConfig, resume: bool = 
     total = config.cycles * config.epochs_per_cycle * steps_per_epoch
     if config.max_steps:
         total = min(total, config.max_steps)
-
-    def factor(step: int) -> float:
-        return lr_factor(step, total, config.cycles, config.lr, config.min_lr, config.warmup_steps)
 
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     # The learning rate is a pure function of the step: nothing to save, nothing to drift on resume.
@@ -183,11 +190,26 @@ def train(leaf, data: TrainData, out: Path, config: TrainConfig, resume: bool = 
         "best_val_l2": None,
         "texts_seen": 0,
         "elapsed_s": 0.0,
+        "total_steps": total,
     }
     if saved is not None:
         accelerator.load_state(str(saved))
         progress = json.loads((saved / "trainer_state.json").read_text())
         logger.info("resumed from %s at step %d (epoch %d)", saved, progress["step"], progress["epoch"])
+    progress["total_steps"] = total  # from the options: a resume may extend --max-steps
+    # Bounded by minutes only, the cycles run on the clock: the schedule then fits the time whatever the
+    # speed of the steps (texts of all lengths make it vary several-fold), instead of being cut off part-way
+    # down the paper's 30 epochs at a high learning rate.
+    by_time = config.max_minutes is not None and not config.max_steps
+
+    def factor(step: int) -> float:
+        if by_time and not (config.warmup_steps and step < config.warmup_steps):
+            fraction = progress["elapsed_s"] / (60 * config.max_minutes)
+            return lr_factor_at(fraction, config.cycles, config.lr, config.min_lr)
+        return lr_factor(
+            step, progress["total_steps"], config.cycles, config.lr, config.min_lr, config.warmup_steps
+        )
+
     metrics_path = out / "metrics.jsonl"
     _truncate_metrics(metrics_path, progress["step"])
 
@@ -208,6 +230,7 @@ def train(leaf, data: TrainData, out: Path, config: TrainConfig, resume: bool = 
     def evaluate_and_keep_best(tag: str) -> dict:
         stats = validate(accelerator.unwrap_model(model), data, config.batch_size * 2, accelerator.device)
         record = {"step": progress["step"], "epoch": progress["epoch"], "event": tag, **stats}
+        record["lr"] = optimizer.param_groups[0]["lr"]
         record["texts_seen"], record["elapsed_s"] = progress["texts_seen"], round(progress["elapsed_s"], 2)
         log(record)
         best = progress["best_val_l2"]
@@ -232,7 +255,7 @@ def train(leaf, data: TrainData, out: Path, config: TrainConfig, resume: bool = 
     )
     model.train()
     running, last = [], None
-    stop = progress["step"] >= total
+    stop = progress["step"] >= progress["total_steps"]
     while not stop:
         epoch = progress["epoch"]
         make = length_grouped_batches if config.length_grouping else random_batches
@@ -272,11 +295,14 @@ def train(leaf, data: TrainData, out: Path, config: TrainConfig, resume: bool = 
                 continue
             progress["step"] += 1
             progress["elapsed_s"] = time.monotonic() - start_time
+            if by_time:  # the bar's total: the steps that fit at the rate so far
+                done = progress["elapsed_s"] / (60 * config.max_minutes)
+                bar.total = max(progress["step"], min(total, int(progress["step"] / max(done, 1e-6))))
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(running[-20:]):.4f}")
             step = progress["step"]
             out_of_time = config.max_minutes is not None and progress["elapsed_s"] > 60 * config.max_minutes
-            stop = step >= total or out_of_time
+            stop = step >= progress["total_steps"] or out_of_time
             if step % config.eval_every == 0 or stop:
                 last = evaluate_and_keep_best("eval")
                 last["loss"] = float(np.mean(running))
@@ -314,6 +340,22 @@ def train(leaf, data: TrainData, out: Path, config: TrainConfig, resume: bool = 
         "num_processes": accelerator.num_processes,
         "device": str(accelerator.device),
     }
+
+
+def _freeze_unused_parameters(leaf, batch: dict) -> None:
+    """Freeze parameters the leaf's embedding does not depend on (e.g. BERT's pooler, which mean pooling
+    ignores): DistributedDataParallel refuses parameters that never get a gradient, and the optimizer
+    would carry state for them."""
+    batch = {k: v.to(leaf.device) for k, v in batch.items() if k != "target"}
+    leaf.zero_grad(set_to_none=True)
+    leaf(batch)["sentence_embedding"].float().sum().backward()
+    unused = [name for name, p in leaf.named_parameters() if p.requires_grad and p.grad is None]
+    for name, p in leaf.named_parameters():
+        if name in unused:
+            p.requires_grad_(False)
+    leaf.zero_grad(set_to_none=True)
+    if unused:
+        logger.info("frozen (no effect on the embedding): %s", ", ".join(unused))
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

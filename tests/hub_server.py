@@ -3,10 +3,11 @@ and download a repo, served by the standard library on 127.0.0.1.
 
 It implements what ``HfApi.whoami``, ``create_repo``, ``create_branch``, ``create_commit`` (with every file
 answered "regular" at preupload, so contents travel inline as base64 in the commit's NDJSON),
-``repo_info``/``model_info``/``dataset_info``, ``list_repo_tree``, ``hf_hub_download`` and
+``repo_info``/``model_info``/``dataset_info``/``space_info``, ``list_repo_tree``, ``hf_hub_download`` and
 ``snapshot_download`` need, following the installed client's requests (``hf_api.py``, ``_commit_api.py``,
 ``file_download.py``, ``_snapshot_download.py``). Storage is a temp folder of git-style blobs plus in-memory
-commits, so tests can inspect exactly what was committed.
+commits, so tests can inspect exactly what was committed. Space repos work like the others, except that
+``create_repo`` must name a Space SDK (``space_sdk``; 400 otherwise, as on the Hub) and their info reports it.
 
 Like the real Hub: writes need a valid token (401 "Invalid credentials in Authorization header" otherwise),
 files are addressed by path and overwrite on commit, preupload reports the git oid of files already there
@@ -31,6 +32,7 @@ import yaml
 
 INVALID_CREDENTIALS = "Invalid credentials in Authorization header"
 _PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
+SPACE_SDKS = ("gradio", "streamlit", "docker", "static")
 
 
 def git_blob_oid(content: bytes) -> str:
@@ -52,6 +54,7 @@ class Repo:
     repo_type: str
     repo_id: str
     private: bool
+    sdk: str | None = None  # Spaces only
     refs: dict[str, str] = field(default_factory=dict)  # branch or refs/pr/N -> commit oid
     commits: dict[str, Commit] = field(default_factory=dict)
     prs: int = 0
@@ -160,8 +163,8 @@ class HubServer:
         repo.commits[commit.oid] = commit
         return commit
 
-    def _create_repo(self, repo_type: str, repo_id: str, private: bool) -> Repo:
-        repo = Repo(repo_type, repo_id, private)
+    def _create_repo(self, repo_type: str, repo_id: str, private: bool, sdk: str | None = None) -> Repo:
+        repo = Repo(repo_type, repo_id, private, sdk)
         # The Hub starts every repo with a commit holding .gitattributes.
         attrs = self._store(b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n")
         repo.refs["main"] = self._new_commit(repo, None, "initial commit", {".gitattributes": attrs}).oid
@@ -288,10 +291,13 @@ class _Handler(BaseHTTPRequestHandler):
         repo_id = f"{namespace}/{payload['name']}"
         url = f"{hub.url}/{_PREFIX[repo_type]}{repo_id}"
         private = payload.get("visibility") == "private" or bool(payload.get("private"))
+        sdk = payload.get("sdk") if repo_type == "space" else None
         with hub._lock:
             if (repo_type, repo_id) in hub.repos:
                 return self._json(409, {"error": f"You already created this {repo_type} repo", "url": url})
-            hub._create_repo(repo_type, repo_id, private)
+            if repo_type == "space" and sdk not in SPACE_SDKS:
+                return self._error(400, f"Invalid sdk {sdk!r}: a Space needs one of {', '.join(SPACE_SDKS)}")
+            hub._create_repo(repo_type, repo_id, private, sdk)
         self._json(200, {"url": url, "name": repo_id})
 
     def _validate_yaml(self) -> None:
@@ -355,6 +361,8 @@ class _Handler(BaseHTTPRequestHandler):
             "lastModified": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(commit.time)),
             "siblings": [{"rfilename": path} for path in sorted(commit.tree)],
         }
+        if repo.repo_type == "space":
+            data["sdk"] = repo.sdk
         self._json(200, data, head=head)
 
     def _tree(self, repo: Repo, revision: str, path: str) -> None:

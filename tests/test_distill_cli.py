@@ -154,3 +154,69 @@ def test_onnx_teacher_backend_reuses_the_pytorch_teachers_cache(
     )
     assert main([*args, "--teacher-backend", "onnx"]) == 0
     assert {p.name: p.stat().st_mtime_ns for p in cache.glob("shard-*.npz")} == shards  # nothing re-embedded
+
+
+def _failure(proc) -> str:
+    """The traceback lines of every rank (the launcher's own output is mostly noise)."""
+    return "\n".join(line for line in proc.stderr.splitlines() if "Error" in line or "File" in line)[-6000:]
+
+
+def test_distill_under_accelerate_launch_with_two_processes(tmp_path, tiny_teacher_dir, tiny_student_dir):
+    """`accelerate launch` with 2 CPU processes (gloo DDP): the teacher cache is split across them and equals
+    a single-process cache; training runs in step, resumes, and leaves one loadable leaf."""
+    import os
+    import subprocess
+    import sys
+
+    data = _data(tmp_path)
+    out = tmp_path / "run"
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "leaf_hub"]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    args = _args(tiny_teacher_dir, tiny_student_dir, data, out, "--cache-shard-size", "64")
+    proc = subprocess.run([*launch, *args], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, _failure(proc)
+    run = json.loads((out / "run.json").read_text())
+    assert run["train"]["num_processes"] == 2 and run["steps"] == 12
+    assert 12 * 16 < run["train"]["texts_seen"] <= 12 * 16 * 2  # each step takes one batch per process
+
+    # The same cache as one process builds.
+    single = tmp_path / "single"
+    assert (
+        main(
+            _args(
+                tiny_teacher_dir,
+                tiny_student_dir,
+                data,
+                single,
+                "--max-steps",
+                "1",
+                "--cache-shard-size",
+                "64",
+            )
+        )
+        == 0
+    )
+    from leaf_hub.teacher_cache import TeacherCache
+
+    shards = sorted(p.name for p in (out / "teacher-cache").glob("shard-*.npz"))
+    assert len(shards) == 5 and shards == sorted(
+        p.name for p in (single / "teacher-cache").glob("shard-*.npz")
+    )
+    np.testing.assert_array_equal(
+        TeacherCache(out / "teacher-cache").load(), TeacherCache(single / "teacher-cache").load()
+    )
+
+    leaf = SentenceTransformer(str(out / "leaf"), device="cpu")
+    assert (
+        leaf.encode(["a cat"]).shape[1]
+        == SentenceTransformer(str(tiny_teacher_dir)).get_embedding_dimension()
+    )
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == len({(r["step"], r["event"]) for r in records}), "only the main process logs"
+
+    # Resume under the launcher: more steps continue from the saved state.
+    more = [*args, "--max-steps", "18", "--resume"]  # the last --max-steps wins
+    proc = subprocess.run([*launch, *more], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, _failure(proc)
+    assert json.loads((out / "run.json").read_text())["steps"] == 18

@@ -9,29 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hub_server import HubServer
 
 from leaf_hub.cli import main
 from leaf_hub.model_card import CARD_MARKER
 
 TEXTS = ["what is a leaf model?", "The cat sat on the mat.", "Distillation makes small models fast."]
-
-
-@pytest.fixture()
-def hub(tmp_path, monkeypatch):
-    """The local Hub, with huggingface_hub pointed at it, online, and no token from the environment."""
-    from huggingface_hub import constants
-
-    server = HubServer(tmp_path / "hub-storage").start()
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setenv("HF_ENDPOINT", server.url)
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token-file"))
-    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    yield server
-    server.stop()
 
 
 @pytest.fixture()

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from embedding_server import free_port
-from space_helpers import launched_space
+from space_helpers import launched_space, stop, wait_for_app
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -188,21 +188,6 @@ def test_build_app_from_loaded_models_without_reports(tiny_teacher_dir, tiny_lea
     assert "No `bench_report.json`" in texts
 
 
-def _wait_for_server(url: str, proc: subprocess.Popen, timeout: float = 240) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            out = proc.stdout.read() if proc.stdout else ""
-            raise AssertionError(f"the app exited with {proc.returncode}:\n{out[-3000:]}")
-        try:
-            if httpx.get(url + "config", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"the app did not answer on {url} within {timeout}s")
-
-
 @pytest.mark.parametrize("entry", ["space/app.py", "leaf-hub space"])
 def test_entry_points_serve_the_app(entry, tiny_leaf_dir, tiny_teacher_dir, expected):
     """`python space/app.py` (models from LEAF_MODEL / TEACHER_MODEL) and `leaf-hub space` in a process."""
@@ -224,16 +209,11 @@ def test_entry_points_serve_the_app(entry, tiny_leaf_dir, tiny_teacher_dir, expe
     )
     try:
         url = f"http://127.0.0.1:{port}/"
-        _wait_for_server(url, proc)
+        wait_for_app(url, proc)
         result = Client(url, verbose=False).predict(QUERY, "\n".join(DOCS), api_name="/compare")
         assert_table_matches(result, expected, DOCS)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 @pytest.mark.integration

@@ -125,3 +125,28 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path, tiny_student_dir, 
     assert result["steps"] == 14
     for name, value in fresh.state_dict().items():
         torch.testing.assert_close(value, expected[name], rtol=0, atol=1e-6, msg=name)
+
+
+def test_max_minutes_runs_the_schedule_on_the_clock(tmp_path, tiny_student_dir, monkeypatch):
+    import json
+    import types
+
+    clock = {"t": 0.0}
+
+    def tick() -> float:  # a fake clock: every reading is one second later, so each step "takes" ~1 s
+        clock["t"] += 1.0
+        return clock["t"]
+
+    monkeypatch.setattr(train_module, "time", types.SimpleNamespace(monotonic=tick))
+    leaf, data = _setup(tiny_student_dir)
+    config = TrainConfig(
+        batch_size=16, lr=1e-3, min_lr=1e-4, cycles=1, max_minutes=1, eval_every=5, save_every=10
+    )
+    result = train(leaf, data, tmp_path, config)
+    # The paper's 30 epochs are hundreds of steps; a minute of one-second steps is about 60.
+    assert 30 < result["steps"] <= 65
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    lrs = [r["lr"] for r in records if r["event"] == "eval"]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:], strict=False)), "one cycle decays over the whole minute"
+    assert lrs[-1] < 0.2 * 1e-3, "the run ends near --min-lr, not cut off at a high learning rate"
+    assert lrs[0] > 0.8 * 1e-3

@@ -1,0 +1,56 @@
+"""The built wheel is complete: installed outside the source tree, it still renders model cards."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_wheel_ships_card_templates_and_renders_a_card(tmp_path, tiny_leaf_dir):
+    wheels = tmp_path / "wheels"
+    build = tmp_path / "src"
+    # Build from a copy so no build/ or *.egg-info lands in the checkout.
+    shutil.copytree(
+        ROOT,
+        build,
+        ignore=shutil.ignore_patterns(".venv", ".git", "runs", "bench", "tests", "*.egg-info", "build"),
+    )
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(build)],
+        check=True,
+    )  # fmt: skip
+    (wheel,) = wheels.glob("leaf_hub-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    templates = sorted(p.name for p in (ROOT / "model_cards").glob("*.j2"))
+    assert templates and all(f"leaf_hub/model_cards/{name}" in names for name in templates)
+
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+        check=True,
+    )
+    leaf = tmp_path / "leaf"
+    shutil.copytree(tiny_leaf_dir, leaf)
+    script = (
+        "import leaf_hub, sys; from leaf_hub.model_card import TEMPLATES_DIR, render_card;"
+        "print(leaf_hub.__file__); print(TEMPLATES_DIR); print(render_card(sys.argv[1])[:2000])"
+    )
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(leaf)],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.splitlines()
+    assert out[0].startswith(str(target)), "the test must import the installed wheel, not the checkout"
+    assert out[1] == str(target / "leaf_hub" / "model_cards")
+    card = "\n".join(out[2:])
+    assert card.startswith("---\n") and "knowledge-distillation" in card
