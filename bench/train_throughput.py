@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import gzip
 import json
 import logging
 import os
@@ -24,15 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data" / "train" / "texts.jsonl.gz"
-
-
-def read_texts(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
-    with gzip.open(SHARED, "rt") as f:
-        rows = [json.loads(line) for line in f]
-    pick = np.random.default_rng(seed).permutation(len(rows))[:n]
-    return [rows[i]["text"] for i in pick], [rows[i]["type"] for i in pick]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT, read_texts  # noqa: E402
 
 
 def main() -> None:
