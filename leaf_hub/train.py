@@ -92,13 +92,17 @@ def lr_factor(step: int, total: int, cycles: int, lr: float, min_lr: float, warm
     if warmup and step < warmup:
         return (step + 1) / warmup
     cycle_len = max(1, math.ceil(total / max(1, cycles)))
-    pos = (step % cycle_len) / cycle_len
-    return (min_lr + (lr - min_lr) * (1.0 - pos)) / lr
+    return _linear_decay((step % cycle_len) / cycle_len, lr, min_lr)
 
 
 def lr_factor_at(fraction: float, cycles: int, lr: float, min_lr: float) -> float:
     """The same cycles as :func:`lr_factor`, at a fraction of the run (of its time, for --max-minutes)."""
     pos = (min(max(fraction, 0.0), 1.0 - 1e-9) * max(1, cycles)) % 1.0
+    return _linear_decay(pos, lr, min_lr)
+
+
+def _linear_decay(pos: float, lr: float, min_lr: float) -> float:
+    """Multiplier on ``lr`` at position ``pos`` in [0, 1) of one cycle: lr at 0, down towards min_lr."""
     return (min_lr + (lr - min_lr) * (1.0 - pos)) / lr
 
 
@@ -160,7 +164,8 @@ def train(leaf, data: TrainData, out: Path, config: TrainConfig, resume: bool = 
         mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.gradient_accumulation_steps
     )
     set_seed(config.seed)
-    _freeze_unused_parameters(leaf, _Rows(data).collate(data.train_idx[: config.batch_size].tolist()))
+    rows = _Rows(data)
+    _freeze_unused_parameters(leaf, rows.collate(data.train_idx[: config.batch_size].tolist()))
     head = list(projection(leaf).parameters())
     head_ids = {id(p) for p in head}
     body = [p for p in leaf.parameters() if id(p) not in head_ids and p.requires_grad]
@@ -172,7 +177,6 @@ def train(leaf, data: TrainData, out: Path, config: TrainConfig, resume: bool = 
         # optimizer step is otherwise 15% of a length-grouped step.
         fused=accelerator.device.type in ("cpu", "cuda"),
     )
-    rows = _Rows(data)
     n_batches = math.ceil(len(data.train_idx) / config.batch_size)
     steps_per_epoch = max(1, n_batches // (accelerator.num_processes * config.gradient_accumulation_steps))
     total = config.cycles * config.epochs_per_cycle * steps_per_epoch
@@ -190,13 +194,11 @@ def train(leaf, data: TrainData, out: Path, config: TrainConfig, resume: bool = 
         "best_val_l2": None,
         "texts_seen": 0,
         "elapsed_s": 0.0,
-        "total_steps": total,
     }
     if saved is not None:
         accelerator.load_state(str(saved))
         progress = json.loads((saved / "trainer_state.json").read_text())
         logger.info("resumed from %s at step %d (epoch %d)", saved, progress["step"], progress["epoch"])
-    progress["total_steps"] = total  # from the options: a resume may extend --max-steps
     # Bounded by minutes only, the cycles run on the clock: the schedule then fits the time whatever the
     # speed of the steps (texts of all lengths make it vary several-fold), instead of being cut off part-way
     # down the paper's 30 epochs at a high learning rate.
@@ -206,9 +208,7 @@ def train(leaf, data: TrainData, out: Path, config: TrainConfig, resume: bool = 
         if by_time and not (config.warmup_steps and step < config.warmup_steps):
             fraction = progress["elapsed_s"] / (60 * config.max_minutes)
             return lr_factor_at(fraction, config.cycles, config.lr, config.min_lr)
-        return lr_factor(
-            step, progress["total_steps"], config.cycles, config.lr, config.min_lr, config.warmup_steps
-        )
+        return lr_factor(step, total, config.cycles, config.lr, config.min_lr, config.warmup_steps)
 
     metrics_path = out / "metrics.jsonl"
     _truncate_metrics(metrics_path, progress["step"])
@@ -255,7 +255,7 @@ def train(leaf, data: TrainData, out: Path, config: TrainConfig, resume: bool = 
     )
     model.train()
     running, last = [], None
-    stop = progress["step"] >= progress["total_steps"]
+    stop = progress["step"] >= total  # from the options: a resume may extend --max-steps
     while not stop:
         epoch = progress["epoch"]
         make = length_grouped_batches if config.length_grouping else random_batches
@@ -302,7 +302,7 @@ def train(leaf, data: TrainData, out: Path, config: TrainConfig, resume: bool = 
             bar.set_postfix(loss=f"{np.mean(running[-20:]):.4f}")
             step = progress["step"]
             out_of_time = config.max_minutes is not None and progress["elapsed_s"] > 60 * config.max_minutes
-            stop = step >= progress["total_steps"] or out_of_time
+            stop = step >= total or out_of_time
             if step % config.eval_every == 0 or stop:
                 last = evaluate_and_keep_best("eval")
                 last["loss"] = float(np.mean(running))

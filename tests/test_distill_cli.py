@@ -63,19 +63,8 @@ def test_distill_writes_a_loadable_leaf_in_the_teachers_space(
     # Same teacher and texts again: the cache is reused, and the run folder asks for --resume.
     assert main(_args(tiny_teacher_dir, tiny_student_dir, data, out)) == 2
     assert "--resume" in capsys.readouterr().err
-    assert (
-        main(
-            _args(
-                tiny_teacher_dir,
-                tiny_student_dir,
-                data,
-                tmp_path / "run2",
-                "--cache",
-                str(out / "teacher-cache"),
-            )
-        )
-        == 0
-    )
+    shared_cache = ["--cache", str(out / "teacher-cache")]
+    assert main(_args(tiny_teacher_dir, tiny_student_dir, data, tmp_path / "run2", *shared_cache)) == 0
 
 
 def test_cache_of_another_teacher_is_refused(tmp_path, tiny_teacher_dir, tiny_student_dir, capsys):
@@ -133,26 +122,11 @@ def test_onnx_teacher_backend_reuses_the_pytorch_teachers_cache(
     monkeypatch.setenv("LEAF_HUB_CACHE", str(tmp_path / "leaf-hub-cache"))
     data = _data(tmp_path, 120)
     cache = tmp_path / "shared-cache"
-    assert (
-        main(
-            _args(
-                tiny_teacher_dir,
-                tiny_student_dir,
-                data,
-                tmp_path / "a",
-                "--cache",
-                str(cache),
-                "--max-steps",
-                "2",
-            )
-        )
-        == 0
-    )
+    short = ["--cache", str(cache), "--max-steps", "2"]
+    assert main(_args(tiny_teacher_dir, tiny_student_dir, data, tmp_path / "a", *short)) == 0
     shards = {p.name: p.stat().st_mtime_ns for p in cache.glob("shard-*.npz")}
-    args = _args(
-        tiny_teacher_dir, tiny_student_dir, data, tmp_path / "b", "--cache", str(cache), "--max-steps", "2"
-    )
-    assert main([*args, "--teacher-backend", "onnx"]) == 0
+    onnx = [*short, "--teacher-backend", "onnx"]
+    assert main(_args(tiny_teacher_dir, tiny_student_dir, data, tmp_path / "b", *onnx)) == 0
     assert {p.name: p.stat().st_mtime_ns for p in cache.glob("shard-*.npz")} == shards  # nothing re-embedded
 
 

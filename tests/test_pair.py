@@ -13,6 +13,12 @@ from leaf_hub.cli import main
 from leaf_hub.models import weights_fingerprint
 from leaf_hub.pair import PAIR_MANIFEST
 
+
+def _pair(leaf, teacher, output, *extra: str) -> int:
+    """``leaf-hub pair --leaf LEAF --teacher TEACHER --output OUTPUT [extra]``; returns the exit code."""
+    return main(["pair", "--leaf", str(leaf), "--teacher", str(teacher), "--output", str(output), *extra])
+
+
 QUERIES = ["what is a leaf model", "Cased Query About The Teacher"]
 DOCUMENTS = ["The teacher embeds documents once.", "Data, networks and information science in one long text."]
 
@@ -20,10 +26,7 @@ DOCUMENTS = ["The teacher embeds documents once.", "Data, networks and informati
 @pytest.fixture(scope="module")
 def pair_dir(tmp_path_factory, tiny_leaf_dir, tiny_teacher_dir):
     out = tmp_path_factory.mktemp("pair") / "pair"
-    assert (
-        main(["pair", "--leaf", str(tiny_leaf_dir), "--teacher", str(tiny_teacher_dir), "--output", str(out)])
-        == 0
-    )
+    assert _pair(tiny_leaf_dir, tiny_teacher_dir, out) == 0
     return out
 
 
@@ -53,37 +56,14 @@ def test_pair_routes_queries_to_the_leaf_and_documents_to_the_teacher(
 
 def test_rewriting_a_pair_replaces_it(pair_dir, tiny_leaf_dir, tiny_teacher_dir, capsys):
     (pair_dir / "stale.txt").write_text("from an earlier run")
-    assert (
-        main(
-            [
-                "pair",
-                "--leaf",
-                str(tiny_leaf_dir),
-                "--teacher",
-                str(tiny_teacher_dir),
-                "--output",
-                str(pair_dir),
-            ]
-        )
-        == 0
-    )
+    assert _pair(tiny_leaf_dir, tiny_teacher_dir, pair_dir) == 0
     assert not (pair_dir / "stale.txt").exists()
     assert "encode_query -> leaf" in capsys.readouterr().out
     assert not [p for p in pair_dir.parent.iterdir() if p.name.startswith(".")]  # no staging folder left
 
 
 def test_dimension_mismatch_is_explained(tmp_path, capsys, tiny_leaf_dir, tiny_student_dir):
-    rc = main(
-        [
-            "pair",
-            "--leaf",
-            str(tiny_leaf_dir),
-            "--teacher",
-            str(tiny_student_dir),
-            "--output",
-            str(tmp_path / "p"),
-        ]
-    )
+    rc = _pair(tiny_leaf_dir, tiny_student_dir, tmp_path / "p")
     assert rc == 2
     err = capsys.readouterr().err
     assert "48 dimensions" in err and "32" in err and "not distilled from this teacher" in err
@@ -96,18 +76,17 @@ def test_recorded_teacher_fingerprint_is_checked(tmp_path, capsys, tiny_leaf_dir
     (leaf / "leaf_run.json").write_text(
         json.dumps({"teacher": "some/other-teacher", "teacher_fingerprint": "0" * 16})
     )
-    args = ["pair", "--leaf", str(leaf), "--teacher", str(tiny_teacher_dir), "--output", str(tmp_path / "p")]
-    assert main(args) == 2
+    assert _pair(leaf, tiny_teacher_dir, tmp_path / "p") == 2
     err = capsys.readouterr().err
     assert "some/other-teacher" in err and "--force" in err
-    assert main([*args, "--force"]) == 0
+    assert _pair(leaf, tiny_teacher_dir, tmp_path / "p", "--force") == 0
 
     # With the right fingerprint no --force is needed.
     teacher_fp = weights_fingerprint(SentenceTransformer(str(tiny_teacher_dir), device="cpu"))
     (leaf / "leaf_run.json").write_text(
         json.dumps({"teacher": str(tiny_teacher_dir), "teacher_fingerprint": teacher_fp})
     )
-    assert main([*args[:-1], str(tmp_path / "p2")]) == 0
+    assert _pair(leaf, tiny_teacher_dir, tmp_path / "p2") == 0
     assert (
         json.loads((tmp_path / "p2" / PAIR_MANIFEST).read_text())["leaf_run"]["teacher_fingerprint"]
         == teacher_fp
@@ -115,49 +94,10 @@ def test_recorded_teacher_fingerprint_is_checked(tmp_path, capsys, tiny_leaf_dir
 
 
 def test_bad_paths(tmp_path, capsys, tiny_leaf_dir, tiny_teacher_dir):
-    assert (
-        main(
-            [
-                "pair",
-                "--leaf",
-                str(tmp_path / "nope"),
-                "--teacher",
-                str(tiny_teacher_dir),
-                "--output",
-                str(tmp_path / "o"),
-            ]
-        )
-        == 2
-    )
+    assert _pair(tmp_path / "nope", tiny_teacher_dir, tmp_path / "o") == 2
     assert "does not exist" in capsys.readouterr().err
     (tmp_path / "file").write_text("x")
-    assert (
-        main(
-            [
-                "pair",
-                "--leaf",
-                str(tiny_leaf_dir),
-                "--teacher",
-                str(tiny_teacher_dir),
-                "--output",
-                str(tmp_path / "file"),
-            ]
-        )
-        == 2
-    )
+    assert _pair(tiny_leaf_dir, tiny_teacher_dir, tmp_path / "file") == 2
     assert "is a file" in capsys.readouterr().err
-    assert (
-        main(
-            [
-                "pair",
-                "--leaf",
-                str(tiny_leaf_dir),
-                "--teacher",
-                str(tiny_teacher_dir),
-                "--output",
-                str(tiny_leaf_dir),
-            ]
-        )
-        == 2
-    )
+    assert _pair(tiny_leaf_dir, tiny_teacher_dir, tiny_leaf_dir) == 2
     assert "leaf's or the teacher's folder" in capsys.readouterr().err
