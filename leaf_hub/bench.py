@@ -11,12 +11,15 @@ documents) and each batch size (default 1, 2, 4, 8, 16, 24), both models embed t
   teacher reading 384 would flatter the leaf.
 - **End to end**: each timing covers tokenization, the model and pooling (``encode_query`` /
   ``encode_document``, prompts included), as a serving system would see it.
-- Batches rotate through the texts (repeat ``r`` of batch size ``b`` takes the ``r``-th window of ``b``
-  texts of a fixed shuffle), so latencies represent the collection, not one text.
-- Per cell: median and minimum latency; throughput = batch size / median latency (the median resists
-  noise spikes); per model and kind, the largest batch whose median latency stays under 100 ms.
+- **Same texts at every batch size**: each kind times one fixed pool of texts (a seeded sample, ``--pool``
+  texts, default the largest batch size), cut into batches of each size; so throughputs at different batch
+  sizes, and the peaks compared below, come from the same texts rather than from luckier windows.
+- Per cell (model, batch size): the pool's encoding time in each repeat; throughput = pool size / median of
+  those times; per-call median and minimum latency over the full-size batches; per model and kind, the
+  largest batch whose median latency stays under 100 ms.
 - Summary per backend: speed-up = the leaf's peak throughput (best batch size) over the teacher's, for
-  queries and for documents, and the ratio at every batch size.
+  queries and for documents; the ratio at every batch size, with its range over the repeats (each repeat
+  ratio pairs the two models' times of that repeat), which shows how far to trust a figure.
 - Threads: PyTorch and ONNX Runtime use ``--threads`` (default: all cores) intra-op threads. On a busy
   shared machine use ``--threads 1``: when the cores are oversubscribed, every multi-threaded operator
   waits for descheduled threads (measured with load 7 on 2 cores: 2x slower with ONNX Runtime, up to 17x
@@ -40,6 +43,7 @@ import datetime
 import gzip
 import json
 import logging
+import math
 import os
 import platform
 import random
@@ -237,24 +241,39 @@ class _Models:
 # -- the protocol -------------------------------------------------------------------------------------
 
 
-def _windows(texts: Sequence[str], batch_size: int, repeats: int, seed: int = 0) -> list[list[str]]:
+def _pool(texts: Sequence[str], size: int, seed: int = 0) -> list[str]:
+    """A fixed sample of ``size`` texts (cycling when there are fewer), timed at every batch size."""
     order = list(range(len(texts)))
     random.Random(seed).shuffle(order)
-    n = len(order)
-    return [[texts[order[(r * batch_size + j) % n]] for j in range(batch_size)] for r in range(repeats)]
+    return [texts[order[i % len(order)]] for i in range(size)]
 
 
-def _cell(model: str, backend: str, kind: str, batch_size: int, latencies: list[float]) -> dict[str, Any]:
+def _batches(pool: Sequence[str], batch_size: int) -> list[list[str]]:
+    """The pool cut into batches of ``batch_size`` (the last one shorter when it does not divide)."""
+    return [list(pool[i : i + batch_size]) for i in range(0, len(pool), batch_size)]
+
+
+def _cell(
+    model: str,
+    backend: str,
+    kind: str,
+    batch_size: int,
+    repeat_seconds: list[float],
+    latencies: list[float],
+    pool_size: int,
+) -> dict[str, Any]:
     median = statistics.median(latencies)
     return {
         "model": model,
         "backend": backend,
         "kind": kind,
         "batch_size": batch_size,
-        "throughput": batch_size / median,
+        "throughput": pool_size / statistics.median(repeat_seconds),
         "min_latency_ms": min(latencies) * 1000,
         "median_latency_ms": median * 1000,
-        "repeats": len(latencies),
+        "repeats": len(repeat_seconds),
+        "texts_per_repeat": pool_size,
+        "repeat_seconds": [round(t, 9) for t in repeat_seconds],
         "latencies_ms": [round(t * 1000, 3) for t in latencies],
     }
 
@@ -264,6 +283,7 @@ def summarize(results: list[dict[str, Any]], budget_ms: float = LATENCY_BUDGET_M
     summary: dict[str, Any] = {}
     for backend in dict.fromkeys(r["backend"] for r in results):
         rows = [r for r in results if r["backend"] == backend]
+        kinds = [k for k in KINDS if any(r["kind"] == k for r in rows)]
 
         def cells(model: str, kind: str, rows=rows) -> dict[int, dict[str, Any]]:
             return {r["batch_size"]: r for r in rows if r["model"] == model and r["kind"] == kind}
@@ -272,28 +292,36 @@ def summarize(results: list[dict[str, Any]], budget_ms: float = LATENCY_BUDGET_M
             "peak_throughput": {},
             "max_batch_under_100ms": {},
             "speedup_by_batch_size": {},
+            "speedup_range_by_batch_size": {},
         }
         for model in MODELS:
             entry["peak_throughput"][model] = {}
             entry["max_batch_under_100ms"][model] = {}
-            for kind in KINDS:
+            for kind in kinds:
                 c = cells(model, kind)
                 entry["peak_throughput"][model][kind] = max(
                     (r["throughput"] for r in c.values()), default=None
                 )
                 under = [b for b, r in c.items() if r["median_latency_ms"] < budget_ms]
                 entry["max_batch_under_100ms"][model][kind] = max(under, default=None)
-        for kind in KINDS:
+        for kind in kinds:
             teacher, leaf = cells("teacher", kind), cells("leaf", kind)
             entry["speedup_by_batch_size"][kind] = {
                 str(b): leaf[b]["throughput"] / teacher[b]["throughput"] for b in sorted(teacher) if b in leaf
             }
+            ranges = {}
+            for b in sorted(teacher):
+                pair = (teacher[b].get("repeat_seconds"), leaf.get(b, {}).get("repeat_seconds"))
+                if pair[0] and pair[1]:  # repeat r of the teacher against repeat r of the leaf
+                    ratios = [t / lf for t, lf in zip(*pair, strict=True)]
+                    ranges[str(b)] = [min(ratios), max(ratios)]
+            entry["speedup_range_by_batch_size"][kind] = ranges
             t_peak = entry["peak_throughput"]["teacher"][kind]
             l_peak = entry["peak_throughput"]["leaf"][kind]
             entry[f"{kind}_speedup"] = l_peak / t_peak if t_peak and l_peak else None
         summary[backend] = {
-            "documents_speedup": entry.pop("documents_speedup"),
-            "queries_speedup": entry.pop("queries_speedup"),
+            "documents_speedup": entry.pop("documents_speedup", None),
+            "queries_speedup": entry.pop("queries_speedup", None),
             **entry,
         }
     return summary
@@ -337,6 +365,8 @@ def run_benchmark(
     threads: int | None = None,
     onnx_cache: str | None = None,
     sources: dict[str, str] | None = None,
+    pool_size: int | None = None,
+    kinds: Sequence[str] = KINDS,
 ) -> dict[str, Any]:
     """Time teacher and leaf, interleaved, on every backend, kind and batch size; returns the report dict."""
     from tqdm.auto import tqdm
@@ -346,8 +376,17 @@ def run_benchmark(
         raise LeafHubError(f"unknown backend(s) {unknown or backends}; choose from {', '.join(BACKENDS)}")
     if repeats < 1:
         raise LeafHubError(f"--repeats must be >= 1, got {repeats}")
+    if not kinds or [k for k in kinds if k not in KINDS]:
+        raise LeafHubError(f"unknown kind(s) of text {list(kinds)}; choose from {', '.join(KINDS)}")
+    kinds = [k for k in KINDS if k in kinds]  # the canonical order
     if not batch_sizes or min(batch_sizes) < 1:
         raise LeafHubError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
+    pool_size = pool_size or max(batch_sizes)
+    if pool_size < max(batch_sizes):
+        raise LeafHubError(
+            f"--pool {pool_size} is smaller than the largest batch size {max(batch_sizes)}; "
+            "give a pool at least that large"
+        )
     if queries is None or documents is None:
         q, d, found = default_texts()
         queries, documents = queries or q, documents or d
@@ -371,7 +410,14 @@ def run_benchmark(
     results: list[dict[str, Any]] = []
     seq_len = max_seq_length
     model_limits: dict[str, int] = {}
-    total = len(backends) * len(KINDS) * len(batch_sizes) * repeats * len(MODELS)
+    pools = {kind: _pool(texts[kind], pool_size) for kind in kinds}
+    total = (
+        len(backends)
+        * len(kinds)
+        * repeats
+        * len(MODELS)
+        * sum(math.ceil(pool_size / b) for b in batch_sizes)
+    )
     progress = tqdm(total=total, desc="bench", unit="call")
     for backend in backends:
         runners = {role: models.runner(role, backend) for role in MODELS}
@@ -382,20 +428,28 @@ def run_benchmark(
             logger.info("timing both models at max_seq_length %d (their limits: %s)", seq_len, model_limits)
         for runner in runners.values():
             runner.max_seq_length = seq_len
-        for kind in KINDS:
+        for kind in kinds:
             for runner in runners.values():  # warm-up: first-call allocations are not timed
                 runner.encode(kind, texts[kind][:4])
             for batch_size in batch_sizes:
+                batches = _batches(pools[kind], batch_size)
+                seconds: dict[str, list[float]] = {role: [0.0] * repeats for role in MODELS}
                 latencies: dict[str, list[float]] = {role: [] for role in MODELS}
-                for r, batch in enumerate(_windows(texts[kind], batch_size, repeats)):
-                    order = MODELS if r % 2 == 0 else MODELS[::-1]
-                    for role in order:
-                        t0 = time.perf_counter()
-                        runners[role].encode(kind, batch)
-                        latencies[role].append(time.perf_counter() - t0)
-                        progress.update()
+                for r in range(repeats):
+                    for i, batch in enumerate(batches):
+                        # Interleaved per batch, order alternating: load from elsewhere hits both models.
+                        for role in MODELS if (r + i) % 2 == 0 else MODELS[::-1]:
+                            t0 = time.perf_counter()
+                            runners[role].encode(kind, batch)
+                            elapsed = time.perf_counter() - t0
+                            seconds[role][r] += elapsed
+                            if len(batch) == batch_size:
+                                latencies[role].append(elapsed)
+                            progress.update()
                 for role in MODELS:
-                    results.append(_cell(role, backend, kind, batch_size, latencies[role]))
+                    results.append(
+                        _cell(role, backend, kind, batch_size, seconds[role], latencies[role], pool_size)
+                    )
                 progress.set_postfix_str(
                     f"{backend} {kind} b={batch_size} "
                     f"x{results[-1]['throughput'] / results[-2]['throughput']:.1f}"
@@ -418,8 +472,10 @@ def run_benchmark(
         "leaf": str(leaf),
         "teacher": str(teacher),
         "backends": list(backends),
+        "kinds": kinds,
         "batch_sizes": list(batch_sizes),
         "repeats": repeats,
+        "pool_size": pool_size,
         "max_seq_length": seq_len,
         "model_max_seq_length": model_limits,
         "threads": threads,
@@ -435,10 +491,11 @@ def run_benchmark(
             },
         },
         "protocol": (
-            "teacher and leaf interleaved on the same batches (order alternating per repeat); same "
-            "max_seq_length; tokenization + model + pooling timed (encode_query / encode_document); "
-            "throughput = batch_size / median latency; speed-up = leaf peak throughput / teacher peak "
-            f"throughput over batch sizes; max batch under {LATENCY_BUDGET_MS:.0f} ms uses the median latency"
+            f"each kind times one fixed pool of {pool_size} texts at every batch size; teacher and leaf "
+            "interleaved per batch (order alternating); same max_seq_length; tokenization + model + pooling "
+            "timed (encode_query / encode_document); throughput = pool size / median time per repeat; "
+            "speed-up = leaf peak throughput / teacher peak throughput over batch sizes (range: per-repeat "
+            f"ratios); max batch under {LATENCY_BUDGET_MS:.0f} ms uses the median per-call latency"
         ),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "wall_time_s": round(time.perf_counter() - started, 1),
@@ -481,13 +538,19 @@ def to_markdown(report: dict[str, Any]) -> str:
     ]
     for backend, s in summary.items():
         mb = s["max_batch_under_100ms"]
+
+        def under(kind: str, mb=mb) -> str:
+            if kind not in mb["teacher"]:
+                return "-"
+            return f"{mb['teacher'][kind] or '-'} / {mb['leaf'][kind] or '-'}"
+
         lines.append(
             f"| {backend} | {_fmt(s['queries_speedup'])}x | {_fmt(s['documents_speedup'])}x | "
-            f"{mb['teacher']['queries'] or '-'} / {mb['leaf']['queries'] or '-'} | "
-            f"{mb['teacher']['documents'] or '-'} / {mb['leaf']['documents'] or '-'} |"
+            f"{under('queries')} | {under('documents')} |"
         )
+    kinds = [k for k in KINDS if any(r["kind"] == k for r in report["results"])]
     for backend in summary:
-        for kind in KINDS:
+        for kind in kinds:
             rows = {
                 (r["model"], r["batch_size"]): r
                 for r in report["results"]
@@ -498,17 +561,19 @@ def to_markdown(report: dict[str, Any]) -> str:
                 "",
                 f"## {backend}, {kind}",
                 "",
-                "| batch | teacher texts/s | leaf texts/s | speed-up | teacher median / min ms | "
+                "| batch | teacher texts/s | leaf texts/s | speed-up (range over repeats) | teacher median / min ms | "
                 "leaf median / min ms |",
                 "|---|---|---|---|---|---|",
             ]
+            ranges = summary[backend].get("speedup_range_by_batch_size", {}).get(kind, {})
             for b in sizes:
                 t, lf = rows.get(("teacher", b)), rows.get(("leaf", b))
                 if not t or not lf:
                     continue
+                spread = f" ({ranges[str(b)][0]:.1f}-{ranges[str(b)][1]:.1f})" if str(b) in ranges else ""
                 lines.append(
                     f"| {b} | {t['throughput']:.1f} | {lf['throughput']:.1f} | "
-                    f"{lf['throughput'] / t['throughput']:.1f}x | {t['median_latency_ms']:.0f} / "
+                    f"{lf['throughput'] / t['throughput']:.1f}x{spread} | {t['median_latency_ms']:.0f} / "
                     f"{t['min_latency_ms']:.0f} | {lf['median_latency_ms']:.0f} / {lf['min_latency_ms']:.0f} |"
                 )
     return "\n".join(lines) + "\n"
@@ -523,11 +588,16 @@ def plot(report: dict[str, Any], path: str | os.PathLike) -> None:
     import matplotlib.ticker
 
     backends = list(report["summary"])
+    kinds = [k for k in KINDS if any(r["kind"] == k for r in report["results"])]
     fig, axes = plt.subplots(
-        len(KINDS), len(backends), figsize=(4.2 * len(backends), 6.5), squeeze=False, sharex=True
+        len(kinds),
+        len(backends),
+        figsize=(4.2 * len(backends), 3.25 * len(kinds) + 0.5),
+        squeeze=False,
+        sharex=True,
     )
     for col, backend in enumerate(backends):
-        for row, kind in enumerate(KINDS):
+        for row, kind in enumerate(kinds):
             ax = axes[row][col]
             for model, style in (("teacher", "o--"), ("leaf", "s-")):
                 cells = sorted(
@@ -550,7 +620,7 @@ def plot(report: dict[str, Any], path: str | os.PathLike) -> None:
             ax.grid(alpha=0.3)
             if col == 0:
                 ax.set_ylabel("texts / s")
-            if row == len(KINDS) - 1:
+            if row == len(kinds) - 1:
                 ax.set_xlabel("batch size")
             ax.legend()
     fig.suptitle(
@@ -612,6 +682,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--repeats", type=int, default=5, help="timed calls per model and batch size (default 5)"
     )
     parser.add_argument(
+        "--kinds",
+        default=",".join(KINDS),
+        help="comma-separated, from queries,documents (default: both)",
+    )
+    parser.add_argument(
+        "--pool",
+        type=int,
+        default=None,
+        help="texts timed at every batch size, per kind (default: the largest batch size; 48 = lcm of the "
+        "default sizes gives full batches everywhere)",
+    )
+    parser.add_argument(
         "--max-seq-length", type=int, default=None, help="for both models (default: the smaller model limit)"
     )
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores)")
@@ -638,6 +720,8 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         onnx_cache=args.onnx_cache,
         sources=sources,
+        pool_size=args.pool,
+        kinds=[k.strip() for k in args.kinds.split(",") if k.strip()],
     )
     paths = write_report(report, args.output)
     for backend, s in report["summary"].items():

@@ -52,6 +52,11 @@ class TrainConfig:
     gradient_accumulation_steps: int = 1
     mixed_precision: str = "no"
     length_grouping: bool = True
+    # Dropout of the backbone while training; None keeps the backbone's own (0.1 for BERT-likes). Off by
+    # default: the target is a fixed vector, not a label to regularize towards, and dropout's masks cost a
+    # third of a CPU forward pass. Measured (12k mixed texts, warm start, 300 steps, the runs of
+    # bench/dropout.py): held-out cosine 0.712 in 264 s without it, 0.709 in 328 s with the backbone's 0.1.
+    dropout: float | None = 0.0
     keep_checkpoints: int | None = None
     seed: int = 0
 
@@ -165,6 +170,8 @@ def train(leaf, data: TrainData, out: Path, config: TrainConfig, resume: bool = 
     )
     set_seed(config.seed)
     rows = _Rows(data)
+    if config.dropout is not None:
+        set_dropout(leaf, config.dropout)
     _freeze_unused_parameters(leaf, rows.collate(data.train_idx[: config.batch_size].tolist()))
     head = list(projection(leaf).parameters())
     head_ids = {id(p) for p in head}
@@ -340,6 +347,18 @@ def train(leaf, data: TrainData, out: Path, config: TrainConfig, resume: bool = 
         "num_processes": accelerator.num_processes,
         "device": str(accelerator.device),
     }
+
+
+def set_dropout(model: torch.nn.Module, p: float) -> int:
+    """Set the probability of every dropout module in ``model`` (attention dropout included: transformers'
+    attention reads its Dropout module's ``p``); returns how many were set. The saved config keeps its own
+    values, so whoever fine-tunes the leaf later gets the backbone's usual dropout."""
+    if not 0.0 <= p < 1.0:
+        raise LeafHubError(f"dropout must be in [0, 1), got {p}")
+    modules = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    for m in modules:
+        m.p = p
+    return len(modules)
 
 
 def _freeze_unused_parameters(leaf, batch: dict) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from leaf_hub.bench import KINDS, MODELS, default_texts, read_texts, summarize, to_markdown
+from leaf_hub.bench import KINDS, MODELS, _batches, _pool, default_texts, read_texts, summarize, to_markdown
 from leaf_hub.cli import main
 from leaf_hub.errors import LeafHubError
 
@@ -89,11 +89,16 @@ def test_results_are_complete_and_consistent(bench_run, tiny_leaf_dir, tiny_teac
     assert len(results) == len(BACKENDS) * len(KINDS) * len(BATCH_SIZES) * len(MODELS)
     cells = {(r["model"], r["backend"], r["kind"], r["batch_size"]) for r in results}
     assert len(cells) == len(results)
+    assert meta["pool_size"] == max(BATCH_SIZES)
     for r in results:
-        assert len(r["latencies_ms"]) == r["repeats"] == 3
+        # Every batch size times the same pool: 4 texts as 4, 2 or 1 full batches per repeat.
+        assert r["repeats"] == len(r["repeat_seconds"]) == 3 and r["texts_per_repeat"] == 4
+        assert len(r["latencies_ms"]) == 3 * (4 // r["batch_size"])
         assert r["min_latency_ms"] == pytest.approx(min(r["latencies_ms"]), abs=1e-3)
         assert r["min_latency_ms"] <= r["median_latency_ms"] <= max(r["latencies_ms"]) + 1e-3
-        assert r["throughput"] == pytest.approx(r["batch_size"] / r["median_latency_ms"] * 1000, rel=1e-9)
+        # A repeat's time is the sum of its calls' latencies.
+        assert sum(r["repeat_seconds"]) * 1000 == pytest.approx(sum(r["latencies_ms"]), rel=1e-3)
+        assert r["throughput"] == pytest.approx(4 / sorted(r["repeat_seconds"])[1], rel=1e-4)
 
     for backend in BACKENDS:
         s = report["summary"][backend]
@@ -109,6 +114,13 @@ def test_results_are_complete_and_consistent(bench_run, tiny_leaf_dir, tiny_teac
             for b in BATCH_SIZES:
                 ratio = rows[("leaf", b)]["throughput"] / rows[("teacher", b)]["throughput"]
                 assert s["speedup_by_batch_size"][kind][str(b)] == pytest.approx(ratio)
+                teacher_s, leaf_s = (
+                    rows[("teacher", b)]["repeat_seconds"],
+                    rows[("leaf", b)]["repeat_seconds"],
+                )
+                per_repeat = [t / lf for t, lf in zip(teacher_s, leaf_s, strict=True)]
+                low, high = s["speedup_range_by_batch_size"][kind][str(b)]
+                assert (low, high) == pytest.approx((min(per_repeat), max(per_repeat)), rel=1e-4)
             for m in MODELS:
                 under = [b for b in BATCH_SIZES if rows[(m, b)]["median_latency_ms"] < 100]
                 assert s["max_batch_under_100ms"][m][kind] == (max(under) if under else None)
@@ -117,6 +129,21 @@ def test_results_are_complete_and_consistent(bench_run, tiny_leaf_dir, tiny_teac
     for backend in BACKENDS:
         assert f"## {backend}, queries" in md and f"## {backend}, documents" in md
         assert f"{report['summary'][backend]['queries_speedup']:.1f}x" in md
+
+
+def test_one_kind_only(tmp_path, tiny_leaf_dir, tiny_teacher_dir, text_files):
+    output = tmp_path / "q.json"
+    args = ["bench", "--leaf", str(tiny_leaf_dir), "--teacher", str(tiny_teacher_dir), "--kinds", "queries"]
+    args += ["--queries", str(text_files[0]), "--documents", str(text_files[1]), "--backends", "torch"]
+    args += ["--batch-sizes", "1,2", "--repeats", "1", "--threads", "1", "--output", str(output)]
+    assert main(args) == 0
+    report = json.loads(output.read_text())
+    assert {r["kind"] for r in report["results"]} == {"queries"} and report["meta"]["kinds"] == ["queries"]
+    s = report["summary"]["torch"]
+    assert s["queries_speedup"] > 0 and s["documents_speedup"] is None
+    md = output.with_suffix(".md").read_text()
+    assert "## torch, queries" in md and "## torch, documents" not in md
+    assert output.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_onnx_models_were_exported_into_the_cache_not_the_model_folders(
@@ -131,6 +158,18 @@ def test_onnx_models_were_exported_into_the_cache_not_the_model_folders(
         # Exported at the model's own length, not at the benchmark's --max-seq-length 32.
         assert json.loads((folder / "onnx" / "export.json").read_text())["max_seq_length"] == 64
     assert not (Path(tiny_leaf_dir) / "onnx").exists() and not (Path(tiny_teacher_dir) / "onnx").exists()
+
+
+def test_every_batch_size_times_the_same_pool_of_texts():
+    texts = [f"text {i}" for i in range(10)]
+    pool = _pool(texts, 24)
+    assert pool == _pool(texts, 24) and len(pool) == 24  # seeded; cycles through the 10 texts
+    assert sorted(set(pool)) == sorted(texts) and pool[:10] != texts  # shuffled, all texts present
+    for b in (1, 2, 4, 8, 16, 24):
+        batches = _batches(pool, b)
+        assert [t for batch in batches for t in batch] == pool
+        assert all(len(batch) == b for batch in batches[:-1]) and 0 < len(batches[-1]) <= b
+    assert _pool(texts, 4, seed=1) != _pool(texts, 4, seed=2)
 
 
 def test_summarize_on_known_numbers():
@@ -242,6 +281,11 @@ def test_cli_errors(tmp_path, capsys, tiny_leaf_dir, tiny_teacher_dir, text_file
     assert "missing.txt" in capsys.readouterr().err
     assert main([*base, "--repeats", "0", "--queries", str(queries), "--documents", str(documents)]) == 2
     assert "--repeats must be >= 1" in capsys.readouterr().err
+    files = ["--queries", str(queries), "--documents", str(documents)]
+    assert main([*base, "--batch-sizes", "1,8", "--pool", "4", *files]) == 2
+    assert "--pool 4 is smaller than the largest batch size 8" in capsys.readouterr().err
+    assert main([*base, "--kinds", "queries,docs", *files]) == 2
+    assert "unknown kind(s) of text ['queries', 'docs']" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main([*base, "--batch-sizes", "1,two"])
     assert exc.value.code == 2

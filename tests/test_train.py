@@ -150,3 +150,35 @@ def test_max_minutes_runs_the_schedule_on_the_clock(tmp_path, tiny_student_dir, 
     assert all(a >= b for a, b in zip(lrs, lrs[1:], strict=False)), "one cycle decays over the whole minute"
     assert lrs[-1] < 0.2 * 1e-3, "the run ends near --min-lr, not cut off at a high learning rate"
     assert lrs[0] > 0.8 * 1e-3
+
+
+@pytest.mark.parametrize("dropout", [0.0, None])
+def test_dropout_while_training_and_the_saved_config_keeps_its_own(tmp_path, tiny_student_dir, dropout):
+    leaf, data = _setup(tiny_student_dir)
+    own = leaf[0].auto_model.config.hidden_dropout_prob
+    assert own > 0
+    seen: list[tuple[float, bool]] = []
+    hooks = [
+        m.register_forward_hook(lambda mod, *_: seen.append((mod.p, mod.training)))
+        for m in leaf.modules()
+        if isinstance(m, torch.nn.Dropout)
+    ]
+    config = TrainConfig(batch_size=16, lr=1e-3, max_steps=3, eval_every=3, save_every=3, dropout=dropout)
+    train(leaf, data, tmp_path, config)
+    for h in hooks:
+        h.remove()
+    in_training = {p for p, training in seen if training}
+    assert in_training == ({0.0} if dropout == 0.0 else {own})
+    # Without dropout a train-mode forward pass is deterministic; with it, two passes differ.
+    leaf.train()
+    batch = train_module.collate([data.input_ids[i] for i in data.train_idx[:8]], data.pad_token_id)
+    a, b = (leaf(dict(batch))["sentence_embedding"] for _ in range(2))
+    assert torch.equal(a, b) == (dropout == 0.0)
+    saved = SentenceTransformer(str(tmp_path / "leaf"), device="cpu")
+    assert saved[0].auto_model.config.hidden_dropout_prob == own
+
+
+def test_dropout_out_of_range_is_refused(tiny_student_dir):
+    leaf, _ = _setup(tiny_student_dir)
+    with pytest.raises(train_module.LeafHubError, match=r"dropout must be in \[0, 1\)"):
+        train_module.set_dropout(leaf, 1.0)

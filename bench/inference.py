@@ -1,0 +1,95 @@
+"""Leaf vs teacher inference speed (``leaf-hub bench``) on short search queries, CISI queries and documents.
+
+The paper's Table 8 protocol, run through :func:`leaf_hub.bench.run_benchmark` at 1 and 2 threads:
+
+- ``search``: real web-search queries (NQ, TREC Million Query, TriviaQA, ... from ``../shared`` training
+  texts; 12 tokens on average, what a search box sends) and the CISI documents (title + text);
+- ``cisi-queries``: the CISI queries, information needs written as sentences or paragraphs (98 tokens on
+  average, against 155 for the CISI documents), timed alone.
+
+Both models at the same max_seq_length (384). Writes ``bench/results/inference_{search,cisi-queries}_{N}t.
+{json,md,png}``.
+
+    python bench/inference.py --leaf bench/.cache/cosine_vs_time_leaf
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import logging
+import os
+import random
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT, SHARED_TRAIN, TEACHER  # noqa: E402
+
+CISI = ROOT.parent / "shared" / "data" / "eval" / "cisi"
+
+
+def search_queries(n: int = 1000, seed: int = 0) -> list[str]:
+    """``n`` real search queries (every ``q:*`` source of the shared training texts), sampled with ``seed``."""
+    with gzip.open(SHARED_TRAIN, "rt") as f:
+        rows = [json.loads(line) for line in f]
+    queries = [r["text"] for r in rows if r["source"].startswith("q:")]
+    return random.Random(seed).sample(queries, n)
+
+
+def main() -> None:
+    from leaf_hub.bench import read_texts, run_benchmark, write_report
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--leaf", default=str(ROOT / "bench" / ".cache" / "cosine_vs_time_leaf"))
+    parser.add_argument("--teacher", default=TEACHER)
+    parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--pool", type=int, default=24, help="texts timed at every batch size")
+    parser.add_argument("--output-dir", default=str(ROOT / "bench" / "results"))
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+
+    documents = read_texts(CISI / "corpus.jsonl")
+    sets = {
+        "search": (search_queries(), ["queries", "documents"]),
+        "cisi-queries": (read_texts(CISI / "queries.jsonl"), ["queries"]),
+    }
+    sources = {
+        "search": {
+            "queries": "search queries (NQ, TREC MQ, TriviaQA, ... in ../shared)",
+            "documents": "CISI",
+        },
+        "cisi-queries": {"queries": "CISI queries", "documents": "-"},
+    }
+    for threads in [int(t) for t in args.threads.split(",")]:
+        # int8 at the thread count a server would use; fp32 at both.
+        backends = ["onnx", "onnx-int8"] if threads > 1 else ["onnx"]
+        for name, (queries, kinds) in sets.items():
+            report = run_benchmark(
+                args.leaf,
+                args.teacher,
+                backends=backends if name == "search" else ["onnx"],
+                queries=queries,
+                documents=documents,
+                repeats=args.repeats,
+                threads=threads,
+                sources=sources[name],
+                pool_size=args.pool,
+                kinds=kinds,
+            )
+            paths = write_report(report, Path(args.output_dir) / f"inference_{name}_{threads}t.json")
+            for backend, s in report["summary"].items():
+                print(
+                    f"{name}, {threads} thread(s), {backend}: queries x{s['queries_speedup']:.2f}"
+                    + (f", documents x{s['documents_speedup']:.2f}" if s["documents_speedup"] else ""),
+                    file=sys.stderr,
+                    flush=True,
+                )
+            print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
