@@ -516,6 +516,10 @@ def _fmt(x: float | None, digits: int = 1) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
+def _times(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1f}x"
+
+
 def to_markdown(report: dict[str, Any]) -> str:
     """The benchmark as Markdown: setup, then per backend a table per kind and the speed-ups."""
     meta, summary = report["meta"], report["summary"]
@@ -545,7 +549,7 @@ def to_markdown(report: dict[str, Any]) -> str:
             return f"{mb['teacher'][kind] or '-'} / {mb['leaf'][kind] or '-'}"
 
         lines.append(
-            f"| {backend} | {_fmt(s['queries_speedup'])}x | {_fmt(s['documents_speedup'])}x | "
+            f"| {backend} | {_times(s['queries_speedup'])} | {_times(s['documents_speedup'])} | "
             f"{under('queries')} | {under('documents')} |"
         )
     kinds = [k for k in KINDS if any(r["kind"] == k for r in report["results"])]
