@@ -54,8 +54,8 @@ class TrainConfig:
     length_grouping: bool = True
     # Dropout of the backbone while training; None keeps the backbone's own (0.1 for BERT-likes). Off by
     # default: the target is a fixed vector, not a label to regularize towards, and dropout's masks cost a
-    # third of a CPU forward pass. Measured (12k mixed texts, warm start, 300 steps, the runs of
-    # bench/dropout.py): held-out cosine 0.712 in 264 s without it, 0.709 in 328 s with the backbone's 0.1.
+    # third of a CPU forward pass. bench/dropout.py (12k mixed texts, warm start, 300 steps): held-out
+    # cosine 0.712 in 275 s without it, 0.709 in 365 s with the backbone's 0.1.
     dropout: float | None = 0.0
     keep_checkpoints: int | None = None
     seed: int = 0
