@@ -27,6 +27,13 @@ def read_texts(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
     return [rows[i]["text"] for i in pick], [rows[i]["type"] for i in pick]
 
 
+def write_results(path: str | Path, results: dict) -> None:
+    """Write a benchmark's results as indented JSON, creating the folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+
+
 @dataclass
 class Prepared:
     base: object  # the untrained leaf (random projection), a SentenceTransformer

@@ -19,7 +19,6 @@ Writes ``bench/results/cosine_vs_time.{json,png}``; the defaults' leaf is kept u
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shutil
@@ -30,7 +29,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, Recipe, plot_curves, prepare, run_recipe  # noqa: E402
+from _common import ROOT, Recipe, plot_curves, prepare, run_recipe, write_results  # noqa: E402
 
 RECIPES = [
     Recipe("leaf-hub defaults", True, {}),
@@ -101,9 +100,7 @@ def main() -> None:
                 file=sys.stderr,
                 flush=True,
             )
-            out_path = Path(args.output)
-            out_path.parent.mkdir(parents=True, exist_ok=True)
-            out_path.write_text(json.dumps(results, indent=2) + "\n")
+            write_results(args.output, results)
     plot(results, Path(args.output).with_suffix(".png"))
 
 

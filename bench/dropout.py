@@ -12,7 +12,6 @@ Writes ``bench/results/dropout.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -20,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, Recipe, prepare, run_recipe  # noqa: E402
+from _common import ROOT, Recipe, prepare, run_recipe, write_results  # noqa: E402
 
 RECIPES = [
     Recipe("no dropout (leaf-hub default)", True, {"dropout": 0.0}),
@@ -59,9 +58,7 @@ def main() -> None:
                 file=sys.stderr,
                 flush=True,
             )
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"texts": args.texts, "steps": args.steps, "recipes": rows}, indent=2) + "\n")
+    write_results(args.output, {"texts": args.texts, "steps": args.steps, "recipes": rows})
 
 
 if __name__ == "__main__":

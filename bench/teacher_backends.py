@@ -12,12 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT, write_results  # noqa: E402
 
 
 def main() -> None:
@@ -55,8 +57,7 @@ def main() -> None:
         "machine": f"{os.cpu_count()} CPU cores",
     }
     result["onnx_speedup"] = result["texts_per_s"]["onnx"] / result["texts_per_s"]["torch"]
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+    write_results(args.output, result)
     print(json.dumps(result, indent=2))
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, read_texts  # noqa: E402
+from _common import ROOT, read_texts, write_results  # noqa: E402
 
 
 def main() -> None:
@@ -113,8 +113,7 @@ def main() -> None:
         **validate(st_model, data, 64, "cpu"),
     }
     results["speedup"] = results["leaf_hub"]["texts_per_s"] / results["sentence_transformers"]["texts_per_s"]
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
+    write_results(args.output, results)
     print(json.dumps(results, indent=2))
     print(
         f"leaf-hub {results['leaf_hub']['texts_per_s']:.1f} texts/s vs sentence-transformers "

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, Recipe, plot_curves, prepare, run_recipe  # noqa: E402
+from _common import ROOT, Recipe, plot_curves, prepare, run_recipe, write_results  # noqa: E402
 
 RECIPES = {
     "plain": Recipe("paper's plain recipe (random projection, random batches)", False, {"length_grouping": False}),
@@ -87,8 +87,7 @@ def main() -> None:
         print(f"{key:24s} start {row['curve'][0]['val_cosine']:.4f}  final {row['final']['val_cosine']:.4f}  "
               f"best {row['best_val_cosine']:.4f}", file=sys.stderr, flush=True)  # fmt: skip
         out = Path(args.output)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=2) + "\n")
+        write_results(out, results)
     plot(results, Path(args.output).with_suffix(".png"))
 
 
