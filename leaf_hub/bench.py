@@ -232,7 +232,12 @@ class _Models:
             folder = ensure_onnx(
                 name, quantized=True, cache_dir=self.onnx_cache, model=self._for_export(role)
             )
-        return _onnx_runner(OnnxEncoder(folder, quantized=quantized, intra_op_threads=self.threads))
+        # Spinning off: teacher and leaf alternate call by call, and one session's spinning workers would
+        # take the cores from the other (2.2-2.5x slower on short queries with 2 threads, measured here).
+        encoder = OnnxEncoder(
+            folder, quantized=quantized, intra_op_threads=self.threads, allow_spinning=False
+        )
+        return _onnx_runner(encoder)
 
     def release_torch(self) -> None:
         self._torch.clear()
@@ -492,7 +497,8 @@ def run_benchmark(
         },
         "protocol": (
             f"each kind times one fixed pool of {pool_size} texts at every batch size; teacher and leaf "
-            "interleaved per batch (order alternating); same max_seq_length; tokenization + model + pooling "
+            "interleaved per batch (order alternating; ONNX Runtime sessions without thread spinning); same "
+            "max_seq_length; tokenization + model + pooling "
             "timed (encode_query / encode_document); throughput = pool size / median time per repeat; "
             "speed-up = leaf peak throughput / teacher peak throughput over batch sizes (range: per-repeat "
             f"ratios); max batch under {LATENCY_BUDGET_MS:.0f} ms uses the median per-call latency"

@@ -9,7 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from leaf_hub.bench import KINDS, MODELS, _batches, _pool, default_texts, read_texts, summarize, to_markdown
+from leaf_hub.bench import (
+    KINDS,
+    MODELS,
+    _batches,
+    _Models,
+    _pool,
+    default_texts,
+    read_texts,
+    summarize,
+    to_markdown,
+)
 from leaf_hub.cli import main
 from leaf_hub.errors import LeafHubError
 
@@ -158,6 +168,16 @@ def test_onnx_models_were_exported_into_the_cache_not_the_model_folders(
         # Exported at the model's own length, not at the benchmark's --max-seq-length 32.
         assert json.loads((folder / "onnx" / "export.json").read_text())["max_seq_length"] == 64
     assert not (Path(tiny_leaf_dir) / "onnx").exists() and not (Path(tiny_teacher_dir) / "onnx").exists()
+
+
+def test_onnx_sessions_do_not_spin_between_calls(bench_run, tiny_leaf_dir, tiny_teacher_dir):
+    # Teacher and leaf alternate call by call: idle workers spinning in one session would slow the other.
+    _, cache = bench_run
+    models = _Models({"teacher": str(tiny_teacher_dir), "leaf": str(tiny_leaf_dir)}, 2, str(cache))
+    for role in MODELS:
+        options = models.runner(role, "onnx").owner.session.get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+        assert options.intra_op_num_threads == 2
 
 
 def test_every_batch_size_times_the_same_pool_of_texts():

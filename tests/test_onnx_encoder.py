@@ -113,6 +113,16 @@ def test_quantized_model_is_close(leaf_dir):
     assert cos.mean() >= 0.99
 
 
+def test_spinning_can_be_turned_off_without_changing_the_embeddings(leaf_dir):
+    spinning, quiet = (
+        OnnxEncoder(leaf_dir, intra_op_threads=2),
+        OnnxEncoder(leaf_dir, intra_op_threads=2, allow_spinning=False),
+    )
+    options = quiet.session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert _max_diff(spinning.encode(TEXTS), quiet.encode(TEXTS)) <= 1e-6
+
+
 def test_teacher_with_transformer_in_subfolder_and_cased_tokenizer(teacher_dir, tiny_teacher_dir):
     model = SentenceTransformer(str(tiny_teacher_dir), device="cpu")
     encoder = OnnxEncoder(teacher_dir)
