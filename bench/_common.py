@@ -99,6 +99,11 @@ def warm_start(leaf, data, n: int = 20000, seed: int = 0) -> dict:
     return info
 
 
+# The paper's single learning rate for backbone and projection (leaf-hub's default until the per-group
+# rates of TrainConfig): the recipes measured with it name it, so their results stay reproducible.
+PAPER_LR = {"lr": 1e-4, "min_lr": 1e-5, "head_lr": None}
+
+
 @dataclass
 class Recipe:
     """A training recipe: warm start or not, plus TrainConfig overrides."""

@@ -2,10 +2,11 @@
 
 Two recipes on the same texts in the same run, each given the same time budget:
 
-- leaf-hub's defaults: warm start (float64 ridge projection), length-grouped batches, no dropout, the
-  paper's optimizer and learning-rate cycles fitted into the time left (``--max-minutes``);
-- the paper's plain recipe: random projection, random batches, the backbone's own dropout, same optimizer
-  and schedule.
+- leaf-hub's defaults: warm start (float64 ridge projection), length-grouped batches, no dropout, AdamW
+  at 2e-4 for the backbone and 1e-4 for the projection in the paper's learning-rate cycles, fitted into
+  the time left (``--max-minutes``);
+- the paper's plain recipe: random projection, random batches, the backbone's own dropout, the paper's
+  single learning rate (1e-4) in the same cycles.
 
 The clock of both starts with the teacher: loading it and filling the cache of teacher embeddings (counted
 once, shared by both recipes), then the warm start's fit, then training with validation every few steps.
@@ -19,6 +20,7 @@ Writes ``bench/results/cosine_vs_time.{json,png}``; the defaults' leaf is kept u
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
@@ -29,14 +31,15 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, Recipe, plot_curves, prepare, run_recipe, write_results  # noqa: E402
+from _common import PAPER_LR, ROOT, Recipe, plot_curves, prepare, run_recipe, write_results  # noqa: E402
 
 RECIPES = [
     Recipe("leaf-hub defaults", True, {}),
     Recipe(
         "paper's plain recipe (random projection, random batches)",
         False,
-        {"length_grouping": False, "dropout": None},  # the backbone's own dropout, as in the paper
+        # The paper's learning rate and the backbone's own dropout, as in the paper.
+        {**PAPER_LR, "length_grouping": False, "dropout": None},
     ),
 ]
 
@@ -56,6 +59,13 @@ def main() -> None:
         "build_seconds.json), else built and timed now and kept; default: a fresh temporary one",
     )
     parser.add_argument("--only", choices=["defaults", "plain"], help="run one recipe")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a TrainConfig field for the recipes run (repeatable), e.g. --set cycles=1 --set lr=2e-4",
+    )
     parser.add_argument("--output", default=str(ROOT / "bench" / "results" / "cosine_vs_time.json"))
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -76,6 +86,12 @@ def main() -> None:
             "recipes": [],
         }
         recipes = RECIPES if not args.only else [RECIPES[0 if args.only == "defaults" else 1]]
+        if args.set:
+            overrides = parse_overrides(args.set)
+            suffix = ", " + ", ".join(f"{k}={v}" for k, v in overrides.items())
+            recipes = [
+                Recipe(r.name + suffix, r.warm_start, {**(r.config or {}), **overrides}) for r in recipes
+            ]
         for recipe in recipes:
             train_minutes = args.minutes - prepared.teacher_s / 60
             # Validation about every --eval-minutes: random padded batches are several times slower per step.
@@ -89,11 +105,12 @@ def main() -> None:
                 point["wall_s"] = round(point["elapsed_s"] + prepared.teacher_s, 1)
             row["cosine_at_budget"] = row["curve"][-1]["val_cosine"]
             results["recipes"].append(row)
-            if recipe.warm_start:  # keep the defaults' leaf for leaf-hub evaluate
+            if recipe.warm_start:  # keep the defaults' leaf and its held-out texts for leaf-hub evaluate
                 kept = ROOT / "bench" / ".cache" / "cosine_vs_time_leaf"
                 shutil.rmtree(kept, ignore_errors=True)
                 shutil.copytree(out / "leaf", kept)
                 row["leaf"] = str(kept.relative_to(ROOT))
+                write_validation_texts(prepared, kept.parent / "cosine_vs_time_validation.jsonl")
             print(
                 f"{recipe.name}: cosine {row['curve'][0]['val_cosine']:.4f} at {row['curve'][0]['wall_s']:.0f} s -> "
                 f"{row['cosine_at_budget']:.4f} at {row['curve'][-1]['wall_s']:.0f} s ({row['final']['step']} steps)",
@@ -102,6 +119,31 @@ def main() -> None:
             )
             write_results(args.output, results)
     plot(results, Path(args.output).with_suffix(".png"))
+
+
+def write_validation_texts(prepared, path: Path) -> None:
+    """The held-out texts, as ``leaf-hub distill`` writes them (``--alignment-texts`` of ``leaf-hub evaluate``)."""
+    rows = [{"text": prepared.texts[i], "type": prepared.kinds[i]} for i in prepared.data.val_idx]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``["cycles=1", "lr=2e-4"]`` -> ``{"cycles": 1, "lr": 0.0002}``, typed like TrainConfig's defaults."""
+    from dataclasses import fields
+
+    from leaf_hub.train import TrainConfig
+
+    known = {f.name: f for f in fields(TrainConfig)}
+    defaults = TrainConfig()
+    overrides = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if key not in known or not value:
+            raise SystemExit(f"--set {item!r}: give KEY=VALUE with KEY one of {', '.join(known)}")
+        default = getattr(defaults, key)
+        kind = type(default) if default is not None else float
+        overrides[key] = (value.lower() == "true") if kind is bool else kind(value)
+    return overrides
 
 
 def plot(results: dict, path: Path) -> None:

@@ -79,7 +79,10 @@ def main() -> None:
     # leaf-hub
     leaf = copy.deepcopy(base)
     with tempfile.TemporaryDirectory() as tmp:
-        config = TrainConfig(max_steps=args.steps, eval_every=10**9, save_every=10**9)
+        # The baseline's optimizer settings (one learning rate, 1e-4), so validation L2 compares like with like.
+        config = TrainConfig(
+            lr=1e-4, min_lr=1e-5, head_lr=None, max_steps=args.steps, eval_every=10**9, save_every=10**9
+        )
         start = time.perf_counter()
         train(leaf, data, Path(tmp), config)
         elapsed = time.perf_counter() - start

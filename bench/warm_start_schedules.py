@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, Recipe, plot_curves, prepare, run_recipe, write_results  # noqa: E402
+from _common import PAPER_LR, ROOT, Recipe, plot_curves, prepare, run_recipe, write_results  # noqa: E402
 
 RECIPES = {
     "plain": Recipe("paper's plain recipe (random projection, random batches)", False, {"length_grouping": False}),
@@ -70,7 +70,7 @@ def main() -> None:
             results["recipes"] = [row for row in old["recipes"] if row["key"] not in wanted]
     for key in args.recipes.split(","):
         recipe = RECIPES[key]
-        config = dict(recipe.config or {})
+        config = {**PAPER_LR, **(recipe.config or {})}  # variations on the paper's schedule
         if config.get("warmup_steps", 0) < 0:  # negative = percent of the run
             config["warmup_steps"] = args.steps * -config["warmup_steps"] // 100
         with tempfile.TemporaryDirectory() as tmp:

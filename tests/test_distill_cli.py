@@ -108,6 +108,8 @@ def test_bad_options_and_models_give_one_line_errors(tmp_path, tiny_teacher_dir,
     data = _data(tmp_path, 50)
     assert main(_args(tiny_teacher_dir, tiny_student_dir, data, tmp_path / "r", "--batch-size", "0")) == 2
     assert "--batch-size must be a positive integer" in capsys.readouterr().err
+    assert main(_args(tiny_teacher_dir, tiny_student_dir, data, tmp_path / "r", "--head-lr", "0")) == 2
+    assert "--head-lr must be positive" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:  # argparse: usage line plus the reason, exit code 2
         main(_args(tiny_teacher_dir, tiny_student_dir, data, tmp_path / "r", "--dropout", "1.5"))
     assert exc.value.code == 2 and "dropout must be in [0, 1) or 'model'" in capsys.readouterr().err

@@ -152,6 +152,29 @@ def test_max_minutes_runs_the_schedule_on_the_clock(tmp_path, tiny_student_dir, 
     assert lrs[0] > 0.8 * 1e-3
 
 
+def test_backbone_and_projection_learn_at_their_own_rates(tmp_path, tiny_student_dir):
+    import json
+
+    defaults = TrainConfig()
+    assert (defaults.lr, defaults.head_lr, defaults.min_lr) == (2e-4, 1e-4, 2e-5)
+    leaf, data = _setup(tiny_student_dir)
+    head_before = projection(leaf).weight.detach().clone()
+    body_before = leaf[0].auto_model.embeddings.word_embeddings.weight.detach().clone()
+    config = TrainConfig(
+        batch_size=16, lr=1e-3, head_lr=1e-5, min_lr=1e-4, cycles=1, max_steps=10, eval_every=5
+    )
+    train(leaf, data, tmp_path, config)
+    head_step = (projection(leaf).weight - head_before).abs().max().item()
+    body_step = (leaf[0].auto_model.embeddings.word_embeddings.weight - body_before).abs().max().item()
+    assert 0 < head_step < 0.1 * body_step, "Adam's steps are about the learning rate: 1e-5 against 1e-3"
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in records if "head_lr" in r]
+    assert evals[0]["event"] == "start" and evals[-1]["step"] == 10
+    assert evals[0]["lr"] == pytest.approx(1e-3) and evals[0]["head_lr"] == pytest.approx(1e-5)
+    assert evals[-1]["lr"] < 0.5e-3, "the schedule decays"
+    assert all(r["head_lr"] == pytest.approx(r["lr"] / 100) for r in evals), "both decay by the same factor"
+
+
 @pytest.mark.parametrize("dropout", [0.0, None])
 def test_dropout_while_training_and_the_saved_config_keeps_its_own(tmp_path, tiny_student_dir, dropout):
     leaf, data = _setup(tiny_student_dir)
