@@ -20,7 +20,6 @@ Writes ``bench/results/cosine_vs_time.{json,png}``; the defaults' leaf is kept u
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shutil
@@ -31,7 +30,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import PAPER_LR, ROOT, Recipe, plot_curves, prepare, run_recipe, write_results  # noqa: E402
+from _common import PAPER_LR, ROOT, SHARED_TRAIN, Recipe, plot_curves, prepare, run_recipe, write_results  # noqa: E402
 
 RECIPES = [
     Recipe("leaf-hub defaults", True, {}),
@@ -122,27 +121,31 @@ def main() -> None:
 
 
 def write_validation_texts(prepared, path: Path) -> None:
-    """The held-out texts, as ``leaf-hub distill`` writes them (``--alignment-texts`` of ``leaf-hub evaluate``)."""
-    rows = [{"text": prepared.texts[i], "type": prepared.kinds[i]} for i in prepared.data.val_idx]
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    """The held-out texts, in the file ``leaf-hub distill`` writes (``--alignment-texts`` of evaluate)."""
+    from leaf_hub.distill import write_validation
+    from leaf_hub.texts import TextRecord
+
+    source = str(SHARED_TRAIN.relative_to(ROOT.parent))
+    write_validation(
+        path, [TextRecord(prepared.texts[i], prepared.kinds[i], source) for i in prepared.data.val_idx]
+    )
 
 
 def parse_overrides(items: list[str]) -> dict:
-    """``["cycles=1", "lr=2e-4"]`` -> ``{"cycles": 1, "lr": 0.0002}``, typed like TrainConfig's defaults."""
+    """``["cycles=1", "lr=2e-4"]`` -> ``{"cycles": 1, "lr": 0.0002}``, typed by TrainConfig's annotations."""
     from dataclasses import fields
 
     from leaf_hub.train import TrainConfig
 
-    known = {f.name: f for f in fields(TrainConfig)}
-    defaults = TrainConfig()
+    # Annotations are strings here (``from __future__ import annotations``): "int | None" -> int.
+    kinds = {"int": int, "float": float, "str": str, "bool": lambda v: v.lower() == "true"}
+    known = {f.name: kinds[str(f.type).split(" | ")[0]] for f in fields(TrainConfig)}
     overrides = {}
     for item in items:
         key, _, value = item.partition("=")
         if key not in known or not value:
             raise SystemExit(f"--set {item!r}: give KEY=VALUE with KEY one of {', '.join(known)}")
-        default = getattr(defaults, key)
-        kind = type(default) if default is not None else float
-        overrides[key] = (value.lower() == "true") if kind is bool else kind(value)
+        overrides[key] = known[key](value)
     return overrides
 
 

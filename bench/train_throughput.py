@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, read_texts, write_results  # noqa: E402
+from _common import PAPER_LR, ROOT, read_texts, write_results  # noqa: E402
 
 
 def main() -> None:
@@ -80,9 +80,7 @@ def main() -> None:
     leaf = copy.deepcopy(base)
     with tempfile.TemporaryDirectory() as tmp:
         # The baseline's optimizer settings (one learning rate, 1e-4), so validation L2 compares like with like.
-        config = TrainConfig(
-            lr=1e-4, min_lr=1e-5, head_lr=None, max_steps=args.steps, eval_every=10**9, save_every=10**9
-        )
+        config = TrainConfig(**PAPER_LR, max_steps=args.steps, eval_every=10**9, save_every=10**9)
         start = time.perf_counter()
         train(leaf, data, Path(tmp), config)
         elapsed = time.perf_counter() - start

@@ -299,7 +299,7 @@ def distill(args: argparse.Namespace) -> dict:
     result = train(leaf, data, out, config, resume=args.resume)
 
     if state.is_main_process:
-        _write_validation(out / "validation.jsonl", [records[i] for i in val_idx])
+        write_validation(out / "validation.jsonl", [records[i] for i in val_idx])
         facts = {
             "teacher": teacher.name,
             "teacher_fingerprint": teacher.fingerprint,
@@ -361,7 +361,8 @@ def _best_record(path: Path) -> dict | None:
     return min(rows, key=lambda r: r["val_l2"]) if rows else None
 
 
-def _write_validation(path: Path, records) -> None:
+def write_validation(path: Path, records) -> None:
+    """The held-out texts as JSON lines (text, type, source): ``--alignment-texts`` of ``leaf-hub evaluate``."""
     from leaf_hub.atomic import atomic_write_bytes
 
     lines = "".join(json.dumps({"text": r.text, "type": r.kind, "source": r.source}) + "\n" for r in records)
