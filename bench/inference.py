@@ -1,6 +1,8 @@
 """Leaf vs teacher inference speed (``leaf-hub bench``) on short search queries, CISI queries and documents.
 
-The paper's Table 8 protocol, run through :func:`leaf_hub.bench.run_benchmark` at 1 and 2 threads:
+The paper's Table 8 protocol, run through :func:`leaf_hub.bench.run_benchmark` at 1 and 2 threads, ONNX
+Runtime fp32 and int8 (``--interleave batch`` for the protocol's old call-by-call turns, ``--suffix`` to
+keep such a run beside the default one):
 
 - ``search``: real web-search queries (NQ, TREC Million Query, TriviaQA, ... from ``../shared`` training
   texts; 12 tokens on average, what a search box sends) and the CISI documents (title + text);
@@ -47,6 +49,9 @@ def main() -> None:
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pool", type=int, default=24, help="texts timed at every batch size")
+    parser.add_argument("--interleave", choices=["repeat", "batch"], default="repeat")
+    parser.add_argument("--sets", default="search,cisi-queries", help="comma-separated: search, cisi-queries")
+    parser.add_argument("--suffix", default="", help="appended to the result files' names")
     parser.add_argument("--output-dir", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -65,9 +70,10 @@ def main() -> None:
         "cisi-queries": {"queries": "CISI queries", "documents": "-"},
     }
     for threads in [int(t) for t in args.threads.split(",")]:
-        # int8 at the thread count a server would use; fp32 at both.
-        backends = ["onnx", "onnx-int8"] if threads > 1 else ["onnx"]
+        backends = ["onnx", "onnx-int8"]
         for name, (queries, kinds) in sets.items():
+            if name not in args.sets.split(","):
+                continue
             report = run_benchmark(
                 args.leaf,
                 args.teacher,
@@ -79,8 +85,10 @@ def main() -> None:
                 sources=sources[name],
                 pool_size=args.pool,
                 kinds=kinds,
+                interleave=args.interleave,
             )
-            paths = write_report(report, Path(args.output_dir) / f"inference_{name}_{threads}t.json")
+            output = Path(args.output_dir) / f"inference_{name}_{threads}t{args.suffix}.json"
+            paths = write_report(report, output)
             for backend, s in report["summary"].items():
                 print(
                     f"{name}, {threads} thread(s), {backend}: queries x{s['queries_speedup']:.2f}"

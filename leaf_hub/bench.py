@@ -4,8 +4,13 @@ For each backend (PyTorch, ONNX Runtime fp32, ONNX Runtime int8), each kind of t
 documents) and each batch size (default 1, 2, 4, 8, 16, 24), both models embed the same batches
 ``--repeats`` times. The protocol, chosen so that the leaf/teacher ratio can be trusted on a busy machine:
 
-- **Interleaved**: within every repeat the teacher and the leaf run one after the other on the same
-  batch, and the order alternates between repeats, so a burst of load from elsewhere hits both.
+- **Interleaved**: the teacher and the leaf take turns, and who goes first alternates, so a burst of
+  load from elsewhere hits both. By default they take turns per repeat (``--interleave repeat``): each
+  encodes the whole pool, then the other does, as a server running one model would. ``--interleave batch``
+  switches models after every call; that is finer-grained against load, but it also runs the teacher's
+  ~340 MB of weights through the CPU's caches between two leaf calls, evicting the leaf's (its layers'
+  42 MB partly fit a 32 MB L3), which no deployment of the leaf sees: measured here, the leaf was 8%
+  slower on single short queries that way, the teacher unchanged.
 - **Same sequence length**: both models truncate at the same ``max_seq_length`` (default: the smaller of
   the two models' own limits), recorded in the report; otherwise a leaf reading 256 tokens against a
   teacher reading 384 would flatter the leaf.
@@ -24,7 +29,8 @@ documents) and each batch size (default 1, 2, 4, 8, 16, 24), both models embed t
   shared machine use ``--threads 1``: when the cores are oversubscribed, every multi-threaded operator
   waits for descheduled threads (measured with load 7 on 2 cores: 2x slower with ONNX Runtime, up to 17x
   with PyTorch), which swamps the models' own cost and skews the ratio against the model with more,
-  smaller operators (the leaf). The load average before and after is recorded in the report.
+  smaller operators (the leaf). The cores other processes kept busy just before, and the load average
+  before and after, are recorded in the report.
 
 The ONNX rows run :class:`~leaf_hub.onnx_encoder.OnnxEncoder` on the whole-model graphs; a model folder
 without them is exported once into the leaf-hub cache (see :func:`leaf_hub.export_onnx.ensure_onnx`).
@@ -62,6 +68,7 @@ BACKENDS = ("torch", "onnx", "onnx-int8")
 KINDS = ("queries", "documents")
 MODELS = ("teacher", "leaf")
 DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 24)
+INTERLEAVE = ("repeat", "batch")
 LATENCY_BUDGET_MS = 100.0
 CISI = Path(__file__).resolve().parents[2] / "shared" / "data" / "eval" / "cisi"
 
@@ -232,8 +239,9 @@ class _Models:
             folder = ensure_onnx(
                 name, quantized=True, cache_dir=self.onnx_cache, model=self._for_export(role)
             )
-        # Spinning off: teacher and leaf alternate call by call, and one session's spinning workers would
-        # take the cores from the other (2.2-2.5x slower on short queries with 2 threads, measured here).
+        # Spinning off: teacher and leaf take turns, and one session's workers spinning after its last call
+        # would take the cores from the other (2.2-2.5x slower on short queries with 2 threads, measured
+        # here when they alternated call by call).
         encoder = OnnxEncoder(
             folder, quantized=quantized, intra_op_threads=self.threads, allow_spinning=False
         )
@@ -256,6 +264,25 @@ def _pool(texts: Sequence[str], size: int, seed: int = 0) -> list[str]:
 def _batches(pool: Sequence[str], batch_size: int) -> list[list[str]]:
     """The pool cut into batches of ``batch_size`` (the last one shorter when it does not divide)."""
     return [list(pool[i : i + batch_size]) for i in range(0, len(pool), batch_size)]
+
+
+def call_order(n_batches: int, repeats: int, interleave: str = "repeat") -> list[tuple[int, str, int]]:
+    """The timed calls as (repeat, model, batch index), in the order the protocol runs them.
+
+    ``repeat``: per repeat, one model encodes every batch, then the other; ``batch``: the models alternate
+    after every batch. Either way the model that goes first alternates, so neither always runs second.
+    """
+    if interleave not in INTERLEAVE:
+        raise LeafHubError(f"unknown interleave {interleave!r}; choose from {', '.join(INTERLEAVE)}")
+    calls: list[tuple[int, str, int]] = []
+    for r in range(repeats):
+        if interleave == "batch":
+            for i in range(n_batches):
+                calls += [(r, role, i) for role in (MODELS if (r + i) % 2 == 0 else MODELS[::-1])]
+        else:
+            for role in MODELS if r % 2 == 0 else MODELS[::-1]:
+                calls += [(r, role, i) for i in range(n_batches)]
+    return calls
 
 
 def _cell(
@@ -351,6 +378,28 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def busy_cores(interval: float = 0.5) -> float | None:
+    """How many cores' worth of CPU time other processes used over ``interval`` seconds (Linux /proc/stat).
+
+    Call it while this process is idle. None where /proc/stat is not readable.
+    """
+
+    def sample() -> tuple[float, float]:
+        with open("/proc/stat", encoding="ascii") as f:
+            values = [float(v) for v in f.readline().split()[1:9]]  # user .. steal; guest is inside user
+        return sum(values), values[3] + values[4]  # total, idle + iowait
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(interval)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    return round((1 - (idle1 - idle0) / (total1 - total0)) * (os.cpu_count() or 1), 2)
+
+
 def _load() -> list[float] | None:
     try:
         return [round(x, 2) for x in os.getloadavg()]
@@ -372,6 +421,7 @@ def run_benchmark(
     sources: dict[str, str] | None = None,
     pool_size: int | None = None,
     kinds: Sequence[str] = KINDS,
+    interleave: str = "repeat",
 ) -> dict[str, Any]:
     """Time teacher and leaf, interleaved, on every backend, kind and batch size; returns the report dict."""
     from tqdm.auto import tqdm
@@ -381,6 +431,8 @@ def run_benchmark(
         raise LeafHubError(f"unknown backend(s) {unknown or backends}; choose from {', '.join(BACKENDS)}")
     if repeats < 1:
         raise LeafHubError(f"--repeats must be >= 1, got {repeats}")
+    if interleave not in INTERLEAVE:
+        raise LeafHubError(f"unknown --interleave {interleave!r}; choose from {', '.join(INTERLEAVE)}")
     if not kinds or [k for k in kinds if k not in KINDS]:
         raise LeafHubError(f"unknown kind(s) of text {list(kinds)}; choose from {', '.join(KINDS)}")
     kinds = [k for k in KINDS if k in kinds]  # the canonical order
@@ -402,15 +454,20 @@ def run_benchmark(
 
     started = time.perf_counter()
     load_before = _load()
-    if load_before and threads > 1 and load_before[0] > available_cores() - 0.5:
+    # What other processes use right now (this one is idle here): unlike the load average, which still
+    # counts this benchmark's own previous run for a minute.
+    busy_before = busy_cores()
+    if busy_before is not None and busy_before + threads > available_cores() + 0.25:
         # Measured here (load 7 on 2 cores): 2 threads ran 2x (ONNX Runtime) to 17x (PyTorch) slower than 1,
-        # because every operator waits for a thread the scheduler has given to someone else.
+        # because every operator waits for a thread the scheduler has given to someone else; and one busy
+        # core next to a 1-thread run shares the caches and memory bandwidth (the leaf lost ~10%).
         logger.warning(
-            "the machine is busy (load %.1f on %d cores): with %d threads per model the timings mostly "
-            "measure thread synchronization; consider --threads 1",
-            load_before[0],
+            "the machine is busy (%.1f of %d cores used by other processes): the timings with %d thread(s) "
+            "per model will be slower and the ratio skewed; %s",
+            busy_before,
             available_cores(),
             threads,
+            "consider --threads 1" if threads > 1 else "run it on a quiet machine",
         )
     results: list[dict[str, Any]] = []
     seq_len = max_seq_length
@@ -440,17 +497,15 @@ def run_benchmark(
                 batches = _batches(pools[kind], batch_size)
                 seconds: dict[str, list[float]] = {role: [0.0] * repeats for role in MODELS}
                 latencies: dict[str, list[float]] = {role: [] for role in MODELS}
-                for r in range(repeats):
-                    for i, batch in enumerate(batches):
-                        # Interleaved per batch, order alternating: load from elsewhere hits both models.
-                        for role in MODELS if (r + i) % 2 == 0 else MODELS[::-1]:
-                            t0 = time.perf_counter()
-                            runners[role].encode(kind, batch)
-                            elapsed = time.perf_counter() - t0
-                            seconds[role][r] += elapsed
-                            if len(batch) == batch_size:
-                                latencies[role].append(elapsed)
-                            progress.update()
+                for r, role, i in call_order(len(batches), repeats, interleave):
+                    batch = batches[i]
+                    t0 = time.perf_counter()
+                    runners[role].encode(kind, batch)
+                    elapsed = time.perf_counter() - t0
+                    seconds[role][r] += elapsed
+                    if len(batch) == batch_size:
+                        latencies[role].append(elapsed)
+                    progress.update()
                 for role in MODELS:
                     results.append(
                         _cell(role, backend, kind, batch_size, seconds[role], latencies[role], pool_size)
@@ -480,6 +535,7 @@ def run_benchmark(
         "kinds": kinds,
         "batch_sizes": list(batch_sizes),
         "repeats": repeats,
+        "interleave": interleave,
         "pool_size": pool_size,
         "max_seq_length": seq_len,
         "model_max_seq_length": model_limits,
@@ -487,6 +543,7 @@ def run_benchmark(
         "cpu": _cpu_name(),
         "cores": available_cores(),
         "load_average_before": load_before,
+        "busy_cores_before": busy_before,
         "load_average_after": _load(),
         "texts": {
             "queries": {"source": (sources or {}).get("queries", "given"), "count": len(texts["queries"])},
@@ -497,7 +554,7 @@ def run_benchmark(
         },
         "protocol": (
             f"each kind times one fixed pool of {pool_size} texts at every batch size; teacher and leaf "
-            "interleaved per batch (order alternating; ONNX Runtime sessions without thread spinning); same "
+            f"interleaved per {interleave} (order alternating; ONNX Runtime sessions without thread spinning); same "
             "max_seq_length; tokenization + model + pooling "
             "timed (encode_query / encode_document); throughput = pool size / median time per repeat; "
             "speed-up = leaf peak throughput / teacher peak throughput over batch sizes (range: per-repeat "
@@ -534,6 +591,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         "",
         f"- leaf: `{meta['leaf']}`; teacher: `{meta['teacher']}`",
         f"- hardware: {meta['cpu']}, {meta['cores']} cores, {meta['threads']} threads; "
+        f"cores busy with other work before: {meta.get('busy_cores_before')}; "
         f"load average before/after: {meta.get('load_average_before')} / {meta.get('load_average_after')}",
         f"- both models at max_seq_length {meta['max_seq_length']} (own limits: {meta.get('model_max_seq_length')})",
         f"- queries: {meta['texts']['queries']['source']} ({meta['texts']['queries']['count']}); "
@@ -708,6 +766,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores)")
     parser.add_argument(
+        "--interleave",
+        choices=INTERLEAVE,
+        default="repeat",
+        help="teacher and leaf take turns per repeat (default: each encodes the whole pool, as a server "
+        "would) or per batch (finer against load, but the teacher evicts the leaf from the CPU caches)",
+    )
+    parser.add_argument(
         "--onnx-cache", default=None, help="where to export models without onnx/ (default: leaf-hub cache)"
     )
     parser.add_argument(
@@ -732,6 +797,7 @@ def run(args: argparse.Namespace) -> int:
         sources=sources,
         pool_size=args.pool,
         kinds=[k.strip() for k in args.kinds.split(",") if k.strip()],
+        interleave=args.interleave,
     )
     paths = write_report(report, args.output)
     for backend, s in report["summary"].items():

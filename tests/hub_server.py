@@ -5,7 +5,8 @@ It implements what ``HfApi.whoami``, ``create_repo``, ``create_branch``, ``creat
 answered "regular" at preupload, so contents travel inline as base64 in the commit's NDJSON),
 ``repo_info``/``model_info``/``dataset_info``/``space_info``, ``list_repo_tree``, ``hf_hub_download`` and
 ``snapshot_download`` need, following the installed client's requests (``hf_api.py``, ``_commit_api.py``,
-``file_download.py``, ``_snapshot_download.py``). Storage is a temp folder of git-style blobs plus in-memory
+``file_download.py``, ``_snapshot_download.py``); the same routes serve ``datasets.load_dataset`` for
+datasets seeded with :meth:`HubServer.seed` (parquet files, configs from the card's YAML or file names). Storage is a temp folder of git-style blobs plus in-memory
 commits, so tests can inspect exactly what was committed. Space repos work like the others, except that
 ``create_repo`` must name a Space SDK (``space_sdk``; 400 otherwise, as on the Hub) and their info reports it.
 
@@ -129,6 +130,15 @@ class HubServer:
         assert mode in ("before", "after")
         with self._lock:
             self._fail_commits[number or self.commit_requests + 1] = mode
+
+    def seed(self, repo_id: str, files: dict[str, bytes], repo_type: str = "model") -> Repo:
+        """Create ``repo_id`` under any namespace with ``files`` committed (public data a test reads)."""
+        with self._lock:
+            repo = self._create_repo(repo_type, repo_id, private=False)
+            tree = dict(repo.resolve("main").tree)
+            tree.update({path: self._store(content) for path, content in files.items()})
+            repo.refs["main"] = self._new_commit(repo, repo.resolve("main"), "Upload dataset", tree).oid
+        return repo
 
     def repo(self, repo_id: str, repo_type: str = "model") -> Repo:
         return self.repos[(repo_type, repo_id)]

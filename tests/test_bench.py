@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ from leaf_hub.bench import (
     _batches,
     _Models,
     _pool,
+    busy_cores,
+    call_order,
     default_texts,
     read_texts,
     summarize,
@@ -93,6 +96,8 @@ def test_results_are_complete_and_consistent(bench_run, tiny_leaf_dir, tiny_teac
     report = json.loads(bench_run[0].read_text())
     meta, results = report["meta"], report["results"]
     assert meta["max_seq_length"] == 32 and meta["threads"] == 1 and meta["repeats"] == 3
+    assert meta["interleave"] == "repeat" and "interleaved per repeat" in meta["protocol"]
+    assert meta["busy_cores_before"] is None or 0 <= meta["busy_cores_before"] <= (os.cpu_count() or 1)
     assert meta["model_max_seq_length"] == {"teacher": 64, "leaf": 64}
     assert meta["texts"]["queries"]["count"] == 3 and meta["texts"]["documents"]["count"] == 3
     assert meta["batch_sizes"] == BATCH_SIZES and meta["backends"] == BACKENDS
@@ -194,6 +199,39 @@ def test_every_batch_size_times_the_same_pool_of_texts():
         assert [t for batch in batches for t in batch] == pool
         assert all(len(batch) == b for batch in batches[:-1]) and 0 < len(batches[-1]) <= b
     assert _pool(texts, 4, seed=1) != _pool(texts, 4, seed=2)
+
+
+def test_models_take_turns_per_repeat_or_per_batch():
+    # Per repeat (default): one model encodes the whole pool, then the other; who starts alternates.
+    calls = call_order(n_batches=3, repeats=2)
+    assert calls == [(0, "teacher", i) for i in range(3)] + [(0, "leaf", i) for i in range(3)] + [
+        (1, "leaf", i) for i in range(3)
+    ] + [(1, "teacher", i) for i in range(3)]
+    # Per batch: the models alternate after every call, the first of each pair alternating too.
+    calls = call_order(n_batches=2, repeats=2, interleave="batch")
+    assert [(r, m) for r, m, _ in calls] == [
+        (0, "teacher"), (0, "leaf"), (0, "leaf"), (0, "teacher"),
+        (1, "leaf"), (1, "teacher"), (1, "teacher"), (1, "leaf"),
+    ]  # fmt: skip
+    for interleave in ("repeat", "batch"):  # every (repeat, model, batch) timed exactly once
+        calls = call_order(4, 3, interleave)
+        assert sorted(calls) == sorted({(r, m, i) for r in range(3) for m in MODELS for i in range(4)})
+    with pytest.raises(LeafHubError, match="interleave"):
+        call_order(2, 1, "model")
+
+
+@pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="reads Linux /proc/stat")
+def test_busy_cores_sees_another_process_burning_a_core():
+    import subprocess
+    import sys
+
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        busy = busy_cores(1.0)
+    finally:
+        burner.kill()
+        burner.wait()
+    assert busy is not None and 0.7 <= busy <= (os.cpu_count() or 1) + 0.01
 
 
 def test_summarize_on_known_numbers():
