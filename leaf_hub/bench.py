@@ -6,11 +6,16 @@ documents) and each batch size (default 1, 2, 4, 8, 16, 24), both models embed t
 
 - **Interleaved**: the teacher and the leaf take turns, and who goes first alternates, so a burst of
   load from elsewhere hits both. By default they take turns per repeat (``--interleave repeat``): each
-  encodes the whole pool, then the other does, as a server running one model would. ``--interleave batch``
-  switches models after every call; that is finer-grained against load, but it also runs the teacher's
+  encodes the whole pool, then the other does, as a server running one model would; on ONNX Runtime each
+  turn has the process to itself: its session is made afresh (the other one is gone), with ONNX Runtime's
+  default thread spinning, and its first batch is encoded once untimed. ``--interleave batch`` switches
+  models after every call, with both sessions loaded and spinning off (one session's idle workers would
+  spin on the cores the other needs); that is finer-grained against load, but it runs the teacher's
   ~340 MB of weights through the CPU's caches between two leaf calls, evicting the leaf's (its layers'
-  42 MB partly fit a 32 MB L3), which no deployment of the leaf sees: measured here, the leaf was 8%
-  slower on single short queries that way, the teacher unchanged.
+  42 MB partly fit a 32 MB L3), which no deployment of the leaf sees: measured here, the leaf was 10%
+  slower on single short queries that way, the teacher unchanged; and with spinning off the leaf's many
+  small operators each wait for a sleeping worker on 2 threads (the leaf alone ran 8-26% faster
+  with spinning on, the teacher 1-6%).
 - **Same sequence length**: both models truncate at the same ``max_seq_length`` (default: the smaller of
   the two models' own limits), recorded in the report; otherwise a leaf reading 256 tokens against a
   teacher reading 384 would flatter the leaf.
@@ -46,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import gzip
 import json
 import logging
@@ -221,7 +227,7 @@ class _Models:
             model.max_seq_length = self._own_length[role]
         return model
 
-    def runner(self, role: str, backend: str) -> _Runner:
+    def runner(self, role: str, backend: str, allow_spinning: bool = False) -> _Runner:
         if backend == "torch":
             import torch
 
@@ -239,11 +245,11 @@ class _Models:
             folder = ensure_onnx(
                 name, quantized=True, cache_dir=self.onnx_cache, model=self._for_export(role)
             )
-        # Spinning off: teacher and leaf take turns, and one session's workers spinning after its last call
+        # Spinning off where two sessions take turns: one session's workers spinning after its last call
         # would take the cores from the other (2.2-2.5x slower on short queries with 2 threads, measured
-        # here when they alternated call by call).
+        # here when they alternated call by call). On where a session is timed alone.
         encoder = OnnxEncoder(
-            folder, quantized=quantized, intra_op_threads=self.threads, allow_spinning=False
+            folder, quantized=quantized, intra_op_threads=self.threads, allow_spinning=allow_spinning
         )
         return _onnx_runner(encoder)
 
@@ -490,14 +496,30 @@ def run_benchmark(
             logger.info("timing both models at max_seq_length %d (their limits: %s)", seq_len, model_limits)
         for runner in runners.values():
             runner.max_seq_length = seq_len
+        del runner  # a lingering reference would keep a session alive through the turns below
+        # Per-repeat turns on ONNX Runtime: one session alive at a time, made afresh for each turn with the
+        # default thread spinning, as a server runs its one model (two sessions with spinning off cost the
+        # leaf's many small operators a worker wake-up each on 2 threads).
+        isolated = interleave == "repeat" and backend != "torch"
+        if isolated:
+            runners.clear()
         for kind in kinds:
-            for runner in runners.values():  # warm-up: first-call allocations are not timed
-                runner.encode(kind, texts[kind][:4])
+            if not isolated:  # warm-up: first-call allocations are not timed (isolated turns do their own)
+                for runner in runners.values():
+                    runner.encode(kind, texts[kind][:4])
             for batch_size in batch_sizes:
                 batches = _batches(pools[kind], batch_size)
                 seconds: dict[str, list[float]] = {role: [0.0] * repeats for role in MODELS}
                 latencies: dict[str, list[float]] = {role: [] for role in MODELS}
+                turn = None
                 for r, role, i in call_order(len(batches), repeats, interleave):
+                    if isolated and turn != (r, role):
+                        turn = (r, role)
+                        runners.clear()  # the other model's session is gone before this one is made
+                        gc.collect()
+                        runners[role] = models.runner(role, backend, allow_spinning=True)
+                        runners[role].max_seq_length = seq_len
+                        runners[role].encode(kind, batches[0])  # untimed: the session's first allocations
                     batch = batches[i]
                     t0 = time.perf_counter()
                     runners[role].encode(kind, batch)
@@ -528,6 +550,11 @@ def run_benchmark(
         torch_version = torch.__version__
     except ImportError:  # pragma: no cover
         torch_version = None
+    onnx_sessions = (
+        "one session alive at a time, made afresh for each turn, default thread spinning, first batch untimed"
+        if interleave == "repeat"
+        else "both sessions loaded, without thread spinning"
+    )
     meta = {
         "leaf": str(leaf),
         "teacher": str(teacher),
@@ -554,7 +581,7 @@ def run_benchmark(
         },
         "protocol": (
             f"each kind times one fixed pool of {pool_size} texts at every batch size; teacher and leaf "
-            f"interleaved per {interleave} (order alternating; ONNX Runtime sessions without thread spinning); same "
+            f"interleaved per {interleave} (order alternating; ONNX Runtime: {onnx_sessions}); same "
             "max_seq_length; tokenization + model + pooling "
             "timed (encode_query / encode_document); throughput = pool size / median time per repeat; "
             "speed-up = leaf peak throughput / teacher peak throughput over batch sizes (range: per-repeat "

@@ -179,14 +179,58 @@ def test_onnx_models_were_exported_into_the_cache_not_the_model_folders(
     assert not (Path(tiny_leaf_dir) / "onnx").exists() and not (Path(tiny_teacher_dir) / "onnx").exists()
 
 
-def test_onnx_sessions_do_not_spin_between_calls(bench_run, tiny_leaf_dir, tiny_teacher_dir):
-    # Teacher and leaf alternate call by call: idle workers spinning in one session would slow the other.
+def test_onnx_sessions_do_not_spin_when_loaded_together(bench_run, tiny_leaf_dir, tiny_teacher_dir):
+    # Idle workers spinning in one session would take the cores from the other.
     _, cache = bench_run
     models = _Models({"teacher": str(tiny_teacher_dir), "leaf": str(tiny_leaf_dir)}, 2, str(cache))
     for role in MODELS:
         options = models.runner(role, "onnx").owner.session.get_session_options()
         assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
         assert options.intra_op_num_threads == 2
+
+
+@pytest.mark.parametrize("interleave", ["repeat", "batch"])
+def test_each_turn_has_the_process_to_itself(
+    interleave, bench_run, tiny_leaf_dir, tiny_teacher_dir, text_files, monkeypatch
+):
+    """Per-repeat turns: a fresh spinning session per turn, alone; per-batch: both loaded, not spinning."""
+    import weakref
+
+    from leaf_hub import bench
+
+    _, cache = bench_run
+    alive: weakref.WeakSet = weakref.WeakSet()
+    made, timed = [], []
+    original = bench._Models.runner
+
+    def runner(self, role, backend, allow_spinning=False):
+        made.append((role, allow_spinning))
+        result = original(self, role, backend, allow_spinning)
+        alive.add(result.owner)
+        calls = dict(result._encode)
+
+        def encode(kind, texts, role=role, spinning=allow_spinning):
+            timed.append((role, len(alive), spinning))
+            calls[kind](texts)
+
+        result.encode = encode
+        return result
+
+    monkeypatch.setattr(bench._Models, "runner", runner)
+    queries = read_texts(text_files[0])
+    report = bench.run_benchmark(
+        str(tiny_leaf_dir), str(tiny_teacher_dir), backends=["onnx"], queries=queries, documents=queries,
+        batch_sizes=[1, 3], repeats=2, threads=2, onnx_cache=str(cache), interleave=interleave,
+    )  # fmt: skip
+    assert len(report["results"]) == 8
+    if interleave == "repeat":
+        # 2 sessions to read the models' limits, then one per turn: 2 kinds x 2 sizes x 2 repeats x 2 models.
+        assert len(made) == 2 + 16 and all(spinning for _, spinning in made[2:])
+        assert {(n, spinning) for _, n, spinning in timed} == {(1, True)}
+    else:
+        assert len(made) == 2 and {(n, spinning) for _, n, spinning in timed} == {(2, False)}
+    # Every timed call (plus warm-ups) went to a model of the turn's role.
+    assert {role for role, _, _ in timed} == set(MODELS)
 
 
 def test_every_batch_size_times_the_same_pool_of_texts():
