@@ -8,7 +8,8 @@ documents) and each batch size (default 1, 2, 4, 8, 16, 24), both models embed t
   load from elsewhere hits both. By default they take turns per repeat (``--interleave repeat``): each
   encodes the whole pool, then the other does, as a server running one model would; on ONNX Runtime each
   turn has the process to itself: its session is made afresh (the other one is gone), with ONNX Runtime's
-  default thread spinning, and its first batch is encoded once untimed. ``--interleave batch`` switches
+  default thread spinning, and its first batch is encoded once untimed (making the session, about 1 s
+  for a 110M-parameter teacher, is not timed either). ``--interleave batch`` switches
   models after every call, with both sessions loaded and spinning off (one session's idle workers would
   spin on the cores the other needs); that is finer-grained against load, but it runs the teacher's
   ~340 MB of weights through the CPU's caches between two leaf calls, evicting the leaf's (its layers'

@@ -131,13 +131,22 @@ class HubServer:
         with self._lock:
             self._fail_commits[number or self.commit_requests + 1] = mode
 
-    def seed(self, repo_id: str, files: dict[str, bytes], repo_type: str = "model") -> Repo:
-        """Create ``repo_id`` under any namespace with ``files`` committed (public data a test reads)."""
+    def seed(
+        self, repo_id: str, files: dict[str, bytes], repo_type: str = "model", oid: str | None = None
+    ) -> Repo:
+        """Create ``repo_id`` under any namespace with ``files`` committed (public data a test reads).
+
+        ``oid`` gives that commit a chosen id, for clients that pin a revision (mteb pins its datasets').
+        """
         with self._lock:
             repo = self._create_repo(repo_type, repo_id, private=False)
             tree = dict(repo.resolve("main").tree)
             tree.update({path: self._store(content) for path, content in files.items()})
-            repo.refs["main"] = self._new_commit(repo, repo.resolve("main"), "Upload dataset", tree).oid
+            commit = self._new_commit(repo, repo.resolve("main"), "Upload dataset", tree)
+            if oid is not None:
+                repo.commits[oid] = repo.commits.pop(commit.oid)
+                commit.oid = oid
+            repo.refs["main"] = commit.oid
         return repo
 
     def repo(self, repo_id: str, repo_type: str = "model") -> Repo:

@@ -1,4 +1,5 @@
-"""Evaluation sets by name from the Hub: ``nanobeir:NAME``, ``hf:ORG/NAME`` (BEIR layout) and ``stsb``.
+"""Evaluation sets by name from the Hub: ``nanobeir:NAME``, ``hf:ORG/NAME`` (BEIR layout), ``stsb``, and an
+unmodified mteb task through the mteb adapter.
 
 The datasets are laid out as on the Hub (parquet files, configs declared in the README's YAML or inferred
 from file names) and served by the local Hub server (tests/hub_server.py); ``leaf-hub evaluate`` runs in a
@@ -191,3 +192,72 @@ def test_unknown_hub_names_are_clear_errors(hub_datasets, tmp_path, leaf_copy, t
             extra,
             proc.stderr[-2000:],
         )
+
+
+MTEB_SCRIPT = """
+import json, sys
+import mteb
+from leaf_hub.mteb_adapter import mteb_encoder
+
+pair = mteb_encoder(sys.argv[1], sys.argv[2])  # leaf queries, teacher documents
+tasks = mteb.get_tasks(tasks=["NanoSciFactRetrieval"])
+result = mteb.evaluate(pair, tasks, cache=None, show_progress_bar=False)
+print(json.dumps(result.task_results[0].scores))
+"""
+
+
+def test_an_unmodified_mteb_task_loads_from_the_hub_and_agrees(
+    hub, collections, tmp_path, leaf_copy, tiny_teacher_dir
+):
+    """mteb's own NanoSciFactRetrieval task (its Hub dataset at the revision mteb pins) through the adapter."""
+    mteb = pytest.importorskip("mteb")
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+    from leaf_hub.retrieval import evaluate_embeddings, load_beir_folder
+
+    dataset = mteb.get_tasks(tasks=["NanoSciFactRetrieval"])[0].metadata.dataset
+    folder = collections["scifact"]
+    corpus = [
+        {"id": r["_id"], "text": r["text"], "title": r["title"]} for r in _jsonl(folder / "corpus.jsonl")
+    ]
+    queries = [{"id": r["_id"], "text": r["text"]} for r in _jsonl(folder / "queries.jsonl")]
+    qrels = [
+        {"query-id": q, "corpus-id": d, "score": int(s)}
+        for q, d, s in (
+            line.split("\t") for line in (folder / "qrels" / "test.tsv").read_text().splitlines()[1:]
+        )
+    ]
+    hub.seed(
+        dataset["path"],
+        {
+            "corpus/train-00000-of-00001.parquet": _parquet(corpus),
+            "queries/train-00000-of-00001.parquet": _parquet(queries),
+            "qrels/train-00000-of-00001.parquet": _parquet(qrels),
+            "README.md": _card({c: {"train": f"{c}/train-*"} for c in ("corpus", "queries", "qrels")}),
+        },
+        repo_type="dataset",
+        oid=dataset["revision"],
+    )
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": hub.url,
+        "HF_HUB_OFFLINE": "0",
+        "HF_DATASETS_OFFLINE": "0",
+        "HF_HOME": str(tmp_path / "hf-home"),
+        "MTEB_CACHE": str(tmp_path / "mteb-cache"),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", MTEB_SCRIPT, str(leaf_copy), str(tiny_teacher_dir)],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    scores = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert any(f"/datasets/{dataset['path']}/resolve/{dataset['revision']}/" in p for _, p in hub.requests)
+
+    ds = load_beir_folder(folder)
+    leaf = SentenceTransformer(str(leaf_copy), device="cpu")
+    teacher = SentenceTransformer(str(tiny_teacher_dir), device="cpu")
+    ours = evaluate_embeddings(ds, leaf.encode_query(ds.queries), teacher.encode_document(ds.docs))
+    assert scores["train"][0]["ndcg_at_10"] == pytest.approx(ours["ndcg@10"], abs=1e-4)
+    assert np.isfinite(scores["train"][0]["recall_at_100"])
