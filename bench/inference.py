@@ -41,7 +41,7 @@ def search_queries(n: int = 1000, seed: int = 0) -> list[str]:
 
 
 def main() -> None:
-    from leaf_hub.bench import read_texts, run_benchmark, write_report
+    from leaf_hub.bench import INTERLEAVE, read_texts, run_benchmark, write_report
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--leaf", default=str(ROOT / "bench" / ".cache" / "cosine_vs_time_leaf"))
@@ -49,11 +49,14 @@ def main() -> None:
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pool", type=int, default=24, help="texts timed at every batch size")
-    parser.add_argument("--interleave", choices=["repeat", "batch"], default="repeat")
+    parser.add_argument("--interleave", choices=INTERLEAVE, default="repeat")
     parser.add_argument("--sets", default="search,cisi-queries", help="comma-separated: search, cisi-queries")
     parser.add_argument("--suffix", default="", help="appended to the result files' names")
     parser.add_argument("--output-dir", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
+    unknown = [s for s in args.sets.split(",") if s not in ("search", "cisi-queries")]
+    if unknown:
+        parser.error(f"unknown --sets {unknown}; choose from search, cisi-queries")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 

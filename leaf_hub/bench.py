@@ -273,14 +273,18 @@ def _batches(pool: Sequence[str], batch_size: int) -> list[list[str]]:
     return [list(pool[i : i + batch_size]) for i in range(0, len(pool), batch_size)]
 
 
+def _check_interleave(interleave: str) -> None:
+    if interleave not in INTERLEAVE:
+        raise LeafHubError(f"unknown --interleave {interleave!r}; choose from {', '.join(INTERLEAVE)}")
+
+
 def call_order(n_batches: int, repeats: int, interleave: str = "repeat") -> list[tuple[int, str, int]]:
     """The timed calls as (repeat, model, batch index), in the order the protocol runs them.
 
     ``repeat``: per repeat, one model encodes every batch, then the other; ``batch``: the models alternate
     after every batch. Either way the model that goes first alternates, so neither always runs second.
     """
-    if interleave not in INTERLEAVE:
-        raise LeafHubError(f"unknown interleave {interleave!r}; choose from {', '.join(INTERLEAVE)}")
+    _check_interleave(interleave)
     calls: list[tuple[int, str, int]] = []
     for r in range(repeats):
         if interleave == "batch":
@@ -438,8 +442,7 @@ def run_benchmark(
         raise LeafHubError(f"unknown backend(s) {unknown or backends}; choose from {', '.join(BACKENDS)}")
     if repeats < 1:
         raise LeafHubError(f"--repeats must be >= 1, got {repeats}")
-    if interleave not in INTERLEAVE:
-        raise LeafHubError(f"unknown --interleave {interleave!r}; choose from {', '.join(INTERLEAVE)}")
+    _check_interleave(interleave)  # before any model is loaded
     if not kinds or [k for k in kinds if k not in KINDS]:
         raise LeafHubError(f"unknown kind(s) of text {list(kinds)}; choose from {', '.join(KINDS)}")
     kinds = [k for k in KINDS if k in kinds]  # the canonical order

@@ -37,6 +37,29 @@ def _jsonl(path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def _beir_rows(folder) -> tuple[list[dict], list[dict], list[dict]]:
+    """A local BEIR folder's corpus, queries and qrels as the rows of Hub tables."""
+    corpus = [
+        {"_id": r["_id"], "title": r["title"], "text": r["text"]} for r in _jsonl(folder / "corpus.jsonl")
+    ]
+    queries = _jsonl(folder / "queries.jsonl")
+    qrels = [line.split("\t") for line in (folder / "qrels" / "test.tsv").read_text().splitlines()[1:]]
+    return corpus, queries, [{"query-id": q, "corpus-id": d, "score": int(s)} for q, d, s in qrels]
+
+
+def _hub_env(url: str, tmp_path) -> dict[str, str]:
+    """A child process pointed at the local Hub, online, with empty caches (everything comes from it)."""
+    return {
+        **os.environ,
+        "HF_ENDPOINT": url,
+        "HF_HUB_OFFLINE": "0",
+        "HF_DATASETS_OFFLINE": "0",
+        "HF_HOME": str(tmp_path / "hf-home"),
+        "LEAF_HUB_CACHE": str(tmp_path / "cache"),
+        "MTEB_CACHE": str(tmp_path / "mteb-cache"),
+    }
+
+
 def _card(configs: dict[str, dict[str, str]]) -> bytes:
     """A dataset card whose YAML declares configs -> {split: data file pattern}, as the Hub's do."""
     lines = ["---", "configs:"]
@@ -64,20 +87,11 @@ def collections(tmp_path):
 @pytest.fixture
 def hub_datasets(hub, collections, tmp_path):
     """NanoBEIR-en, a BEIR dataset in mteb's layout and STS-B, served by the local Hub."""
-
-    def rows(folder):
-        corpus = [
-            {"_id": r["_id"], "title": r["title"], "text": r["text"]} for r in _jsonl(folder / "corpus.jsonl")
-        ]
-        queries = _jsonl(folder / "queries.jsonl")
-        qrels = [line.split("\t") for line in (folder / "qrels" / "test.tsv").read_text().splitlines()[1:]]
-        return corpus, queries, [{"query-id": q, "corpus-id": d, "score": int(s)} for q, d, s in qrels]
-
     # NanoBEIR-en: configs corpus / queries / qrels, one split per dataset (NanoSciFact, NanoNQ, ...);
     # its qrels carry no score column (every judgment is relevant).
     files, configs = {}, {"corpus": {}, "queries": {}, "qrels": {}}
     for split, folder in (("NanoSciFact", collections["scifact"]), ("NanoNQ", collections["decoy"])):
-        corpus, queries, qrels = rows(folder)
+        corpus, queries, qrels = _beir_rows(folder)
         binary = [{"query-id": r["query-id"], "corpus-id": r["corpus-id"]} for r in qrels]
         for config, table in (("corpus", corpus), ("queries", queries), ("qrels", binary)):
             files[f"{config}/{split}-00000-of-00001.parquet"] = _parquet(table)
@@ -86,7 +100,7 @@ def hub_datasets(hub, collections, tmp_path):
     hub.seed(NANOBEIR_ID, files, repo_type="dataset")
 
     # mteb's BEIR layout: configs corpus (split corpus), queries (split queries), default (split test).
-    corpus, queries, qrels = rows(collections["scifact"])
+    corpus, queries, qrels = _beir_rows(collections["scifact"])
     hub.seed(
         "mteb/scifact-like",
         {
@@ -121,14 +135,7 @@ def hub_datasets(hub, collections, tmp_path):
 def test_nanobeir_hub_beir_and_stsb_by_name_equal_local_files(
     hub_datasets, collections, tmp_path, leaf_copy, tiny_teacher_dir, monkeypatch
 ):
-    env = {
-        **os.environ,
-        "HF_ENDPOINT": hub_datasets.url,
-        "HF_HUB_OFFLINE": "0",
-        "HF_DATASETS_OFFLINE": "0",
-        "HF_HOME": str(tmp_path / "hf-home"),  # an empty datasets cache: everything comes from the server
-        "LEAF_HUB_CACHE": str(tmp_path / "cache"),
-    }
+    env = _hub_env(hub_datasets.url, tmp_path)
     hub_report = tmp_path / "hub" / "report.json"
     cmd = [sys.executable, "-m", "leaf_hub", "evaluate", "--leaf", str(leaf_copy)]
     cmd += ["--teacher", str(tiny_teacher_dir), "--output", str(hub_report), "--no-plots", "--dims", "16"]
@@ -140,17 +147,9 @@ def test_nanobeir_hub_beir_and_stsb_by_name_equal_local_files(
         assert any(f"/datasets/{repo}/resolve/" in p and p.endswith(".parquet") for p in downloaded), repo
 
     # The same rows from local files, under the same task names.
+    corpus, queries, qrels = _beir_rows(collections["scifact"])
     binary = write_beir(
-        tmp_path / "local" / "binary",
-        _jsonl(collections["scifact"] / "corpus.jsonl"),
-        _jsonl(collections["scifact"] / "queries.jsonl"),
-        [
-            (q, d, 1)
-            for q, d, _ in (
-                line.split("\t")
-                for line in (collections["scifact"] / "qrels" / "test.tsv").read_text().splitlines()[1:]
-            )
-        ],
+        tmp_path / "local" / "binary", corpus, queries, [(r["query-id"], r["corpus-id"], 1) for r in qrels]
     )
     local_report = tmp_path / "local" / "report.json"
     monkeypatch.setenv("LEAF_HUB_CACHE", str(tmp_path / "cache"))
@@ -173,13 +172,7 @@ def test_nanobeir_hub_beir_and_stsb_by_name_equal_local_files(
 
 
 def test_unknown_hub_names_are_clear_errors(hub_datasets, tmp_path, leaf_copy, tiny_teacher_dir):
-    env = {
-        **os.environ,
-        "HF_ENDPOINT": hub_datasets.url,
-        "HF_HUB_OFFLINE": "0",
-        "HF_HOME": str(tmp_path / "hf-home"),
-        "LEAF_HUB_CACHE": str(tmp_path / "cache"),
-    }
+    env = _hub_env(hub_datasets.url, tmp_path)
     base = [sys.executable, "-m", "leaf_hub", "evaluate", "--leaf", str(leaf_copy)]
     base += ["--teacher", str(tiny_teacher_dir), "--output", str(tmp_path / "r.json"), "--no-plots"]
     for extra, message in (
@@ -218,16 +211,10 @@ def test_an_unmodified_mteb_task_loads_from_the_hub_and_agrees(
 
     dataset = mteb.get_tasks(tasks=["NanoSciFactRetrieval"])[0].metadata.dataset
     folder = collections["scifact"]
-    corpus = [
-        {"id": r["_id"], "text": r["text"], "title": r["title"]} for r in _jsonl(folder / "corpus.jsonl")
-    ]
-    queries = [{"id": r["_id"], "text": r["text"]} for r in _jsonl(folder / "queries.jsonl")]
-    qrels = [
-        {"query-id": q, "corpus-id": d, "score": int(s)}
-        for q, d, s in (
-            line.split("\t") for line in (folder / "qrels" / "test.tsv").read_text().splitlines()[1:]
-        )
-    ]
+    corpus, queries, qrels = _beir_rows(folder)
+    # mteb's own datasets name the id column "id".
+    corpus = [{"id": r["_id"], "text": r["text"], "title": r["title"]} for r in corpus]
+    queries = [{"id": r["_id"], "text": r["text"]} for r in queries]
     hub.seed(
         dataset["path"],
         {
@@ -239,17 +226,9 @@ def test_an_unmodified_mteb_task_loads_from_the_hub_and_agrees(
         repo_type="dataset",
         oid=dataset["revision"],
     )
-    env = {
-        **os.environ,
-        "HF_ENDPOINT": hub.url,
-        "HF_HUB_OFFLINE": "0",
-        "HF_DATASETS_OFFLINE": "0",
-        "HF_HOME": str(tmp_path / "hf-home"),
-        "MTEB_CACHE": str(tmp_path / "mteb-cache"),
-    }
     proc = subprocess.run(
         [sys.executable, "-c", MTEB_SCRIPT, str(leaf_copy), str(tiny_teacher_dir)],
-        env=env, capture_output=True, text=True, timeout=600,
+        env=_hub_env(hub.url, tmp_path), capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     scores = json.loads(proc.stdout.strip().splitlines()[-1])
