@@ -1,8 +1,8 @@
 """Leaf vs teacher inference speed (``leaf-hub bench``) on short search queries, CISI queries and documents.
 
 The paper's Table 8 protocol, run through :func:`leaf_hub.bench.run_benchmark` at 1 and 2 threads, ONNX
-Runtime fp32 and int8 (``--interleave batch`` for the protocol's old call-by-call turns, ``--suffix`` to
-keep such a run beside the default one):
+Runtime fp32 and int8 (``--backends torch`` for PyTorch, ``--interleave batch`` for the protocol's old
+call-by-call turns, ``--suffix`` to keep such a run beside the default one):
 
 - ``search``: real web-search queries (NQ, TREC Million Query, TriviaQA, ... from ``../shared`` training
   texts; 12 tokens on average, what a search box sends) and the CISI documents (title + text);
@@ -41,7 +41,7 @@ def search_queries(n: int = 1000, seed: int = 0) -> list[str]:
 
 
 def main() -> None:
-    from leaf_hub.bench import INTERLEAVE, read_texts, run_benchmark, write_report
+    from leaf_hub.bench import BACKENDS, INTERLEAVE, read_texts, run_benchmark, write_report
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--leaf", default=str(ROOT / "bench" / ".cache" / "cosine_vs_time_leaf"))
@@ -51,12 +51,24 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=24, help="texts timed at every batch size")
     parser.add_argument("--interleave", choices=INTERLEAVE, default="repeat")
     parser.add_argument("--sets", default="search,cisi-queries", help="comma-separated: search, cisi-queries")
+    parser.add_argument(
+        "--backends",
+        default="onnx,onnx-int8",
+        help="comma-separated, from torch, onnx, onnx-int8 (cisi-queries runs the first one only)",
+    )
+    parser.add_argument("--kinds", default="queries,documents", help="comma-separated: queries, documents")
     parser.add_argument("--suffix", default="", help="appended to the result files' names")
     parser.add_argument("--output-dir", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
     unknown = [s for s in args.sets.split(",") if s not in ("search", "cisi-queries")]
     if unknown:
         parser.error(f"unknown --sets {unknown}; choose from search, cisi-queries")
+    backends = args.backends.split(",")
+    wanted_kinds = args.kinds.split(",")
+    if [k for k in wanted_kinds if k not in ("queries", "documents")]:
+        parser.error(f"unknown --kinds {args.kinds!r}; choose from queries, documents")
+    if [b for b in backends if b not in BACKENDS] or not backends:
+        parser.error(f"unknown --backends {args.backends!r}; choose from {', '.join(BACKENDS)}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
@@ -73,14 +85,14 @@ def main() -> None:
         "cisi-queries": {"queries": "CISI queries", "documents": "-"},
     }
     for threads in [int(t) for t in args.threads.split(",")]:
-        backends = ["onnx", "onnx-int8"]
         for name, (queries, kinds) in sets.items():
-            if name not in args.sets.split(","):
+            kinds = [k for k in kinds if k in wanted_kinds]
+            if name not in args.sets.split(",") or not kinds:
                 continue
             report = run_benchmark(
                 args.leaf,
                 args.teacher,
-                backends=backends if name == "search" else ["onnx"],
+                backends=backends if name == "search" else backends[:1],
                 queries=queries,
                 documents=documents,
                 repeats=args.repeats,

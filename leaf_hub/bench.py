@@ -411,6 +411,17 @@ def busy_cores(interval: float = 0.5) -> float | None:
     return round((1 - (idle1 - idle0) / (total1 - total0)) * (os.cpu_count() or 1), 2)
 
 
+def _shown_path(model: str | os.PathLike) -> str:
+    """A model folder under the working directory as a relative path (reports travel between machines)."""
+    path = Path(model).expanduser()
+    if path.is_absolute() and path.is_dir():
+        try:
+            return str(path.resolve().relative_to(Path.cwd().resolve()))
+        except ValueError:
+            pass
+    return str(model)
+
+
 def _load() -> list[float] | None:
     try:
         return [round(x, 2) for x in os.getloadavg()]
@@ -560,8 +571,8 @@ def run_benchmark(
         else "both sessions loaded, without thread spinning"
     )
     meta = {
-        "leaf": str(leaf),
-        "teacher": str(teacher),
+        "leaf": _shown_path(leaf),
+        "teacher": _shown_path(teacher),
         "backends": list(backends),
         "kinds": kinds,
         "batch_sizes": list(batch_sizes),
@@ -606,6 +617,11 @@ def run_benchmark(
 # -- reports ------------------------------------------------------------------------------------------
 
 
+def _or_unknown(value: Any) -> str:
+    """A meta field older reports do not have (or this platform could not measure)."""
+    return "not measured" if value is None else str(value)
+
+
 def _fmt(x: float | None, digits: int = 1) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
@@ -622,7 +638,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         "",
         f"- leaf: `{meta['leaf']}`; teacher: `{meta['teacher']}`",
         f"- hardware: {meta['cpu']}, {meta['cores']} cores, {meta['threads']} threads; "
-        f"cores busy with other work before: {meta.get('busy_cores_before')}; "
+        f"cores busy with other work before: {_or_unknown(meta.get('busy_cores_before'))}; "
         f"load average before/after: {meta.get('load_average_before')} / {meta.get('load_average_after')}",
         f"- both models at max_seq_length {meta['max_seq_length']} (own limits: {meta.get('model_max_seq_length')})",
         f"- queries: {meta['texts']['queries']['source']} ({meta['texts']['queries']['count']}); "

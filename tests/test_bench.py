@@ -96,6 +96,7 @@ def test_results_are_complete_and_consistent(bench_run, tiny_leaf_dir, tiny_teac
     report = json.loads(bench_run[0].read_text())
     meta, results = report["meta"], report["results"]
     assert meta["max_seq_length"] == 32 and meta["threads"] == 1 and meta["repeats"] == 3
+    assert meta["leaf"] == str(tiny_leaf_dir) and meta["teacher"] == str(tiny_teacher_dir)  # outside the cwd
     assert meta["interleave"] == "repeat" and "interleaved per repeat" in meta["protocol"]
     assert meta["busy_cores_before"] is None or 0 <= meta["busy_cores_before"] <= (os.cpu_count() or 1)
     assert meta["model_max_seq_length"] == {"teacher": 64, "leaf": 64}
@@ -231,6 +232,17 @@ def test_each_turn_has_the_process_to_itself(
         assert len(made) == 2 and {(n, spinning) for _, n, spinning in timed} == {(2, False)}
     # Every timed call (plus warm-ups) went to a model of the turn's role.
     assert {role for role, _, _ in timed} == set(MODELS)
+
+
+def test_reports_show_model_folders_under_the_working_directory_relative(tmp_path, monkeypatch):
+    from leaf_hub.bench import _shown_path
+
+    (tmp_path / "runs" / "leaf").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert _shown_path(tmp_path / "runs" / "leaf") == str(Path("runs") / "leaf")
+    assert _shown_path("runs/leaf") == "runs/leaf"
+    assert _shown_path("/nonexistent/leaf") == "/nonexistent/leaf"
+    assert _shown_path("sentence-transformers/all-mpnet-base-v2") == "sentence-transformers/all-mpnet-base-v2"
 
 
 def test_every_batch_size_times_the_same_pool_of_texts():
