@@ -68,10 +68,10 @@ from typing import Any
 
 from leaf_hub.atomic import atomic_write_path
 from leaf_hub.errors import LeafHubError
+from leaf_hub.models import BACKENDS
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("torch", "onnx", "onnx-int8")
 KINDS = ("queries", "documents")
 MODELS = ("teacher", "leaf")
 DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 24)

@@ -65,6 +65,10 @@ def model_fingerprint(model) -> str:
     cached = _FINGERPRINTS.get(model)
     if cached is not None:
         return cached
+    from leaf_hub.onnx_encoder import OnnxEncoder
+
+    if isinstance(model, OnnxEncoder):  # an exported graph: its file, not torch weights
+        return model.fingerprint()
     from leaf_hub.models import weights_fingerprint
 
     parts = {

@@ -12,6 +12,9 @@ is made for). Tasks:
   binary, for all three systems;
 - with ``--run RUN_DIR``: every checkpoint of a distillation run, validation L2 against nDCG@10.
 
+Models run in PyTorch, or (``--leaf-backend`` / ``--teacher-backend onnx`` or ``onnx-int8``) as their ONNX
+export on ONNX Runtime, so the scores are those of what is served: int8 weights move the embeddings.
+
 Encoding is the only expensive step, so each text set is encoded once per model and cached on disk
 (:mod:`.embedding_store`): the three systems need two corpus encodings and two query encodings, and MRL /
 quantization variants reuse them. The report (JSON, Markdown, PNGs) is written by :mod:`.report`.
@@ -30,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from leaf_hub.errors import LeafHubError
+from leaf_hub.models import BACKENDS
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +102,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-plots", action="store_true", help="write JSON and Markdown only")
     parser.add_argument("--batch-size", type=int, default=32, help="encoding batch size (default 32)")
     parser.add_argument("--device", help="torch device (default: sentence-transformers' choice)")
+    for role in ("leaf", "teacher"):
+        parser.add_argument(
+            f"--{role}-backend",
+            choices=BACKENDS,
+            default="torch",
+            help=f"run the {role} in PyTorch (default) or as its ONNX export, fp32 or int8 weights, on ONNX "
+            "Runtime's CPU provider (exported into the leaf-hub cache when the folder has no onnx/): the "
+            "quality of what you serve",
+        )
     parser.add_argument(
         "--cache-dir",
         help="embedding cache folder (default $LEAF_HUB_CACHE/embeddings or ~/.cache/leaf-hub/embeddings)",
@@ -144,6 +157,37 @@ def _read_json(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+
+
+def load_encoder(name: str, backend: str, device: str | None = None):
+    """The model ``name`` as ``backend`` runs it: a SentenceTransformer, or an OnnxEncoder of its export."""
+    if backend not in BACKENDS:
+        raise LeafHubError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if backend == "torch":
+        from leaf_hub.models import load_model
+
+        return load_model(name, device=device)
+    from leaf_hub.export_onnx import ensure_onnx
+    from leaf_hub.onnx_encoder import OnnxEncoder
+
+    quantized = backend == "onnx-int8"
+    return OnnxEncoder(ensure_onnx(name, quantized=quantized), quantized=quantized)
+
+
+def _fingerprint(model) -> str:
+    """The weights' fingerprint of a PyTorch model (as leaf_run.json records it), else the graph's."""
+    from leaf_hub.embedding_store import model_fingerprint
+    from leaf_hub.models import weights_fingerprint
+    from leaf_hub.onnx_encoder import OnnxEncoder
+
+    return model_fingerprint(model) if isinstance(model, OnnxEncoder) else weights_fingerprint(model)
+
+
+def _normalized(model) -> bool:
+    from leaf_hub.models import is_normalized
+    from leaf_hub.onnx_encoder import OnnxEncoder
+
+    return model.normalized if isinstance(model, OnnxEncoder) else is_normalized(model)
 
 
 def check_dimensions(teacher, leaf, teacher_name: str, leaf_name: str) -> int:
@@ -415,19 +459,25 @@ def run(args: argparse.Namespace) -> int:
         parse_dims(args.dims, 1 << 30)  # the syntax now; the sizes once the dimension is known
     if not (retrieval or overlap_sets or sts_sets or held_out):
         raise LeafHubError("nothing to evaluate; give --retrieval, --sts, --overlap or --alignment-texts")
+    backends = {"teacher": args.teacher_backend, "leaf": args.leaf_backend}
+    if run_dir is not None and backends["leaf"] != "torch":
+        raise LeafHubError(
+            f"--run evaluates the run's PyTorch checkpoints, which have no ONNX export; drop --leaf-backend "
+            f"{backends['leaf']} or evaluate the exported leaf on its own with --leaf"
+        )
 
     from leaf_hub.embedding_store import EmbeddingStore, model_fingerprint
-    from leaf_hub.models import is_normalized, load_model, weights_fingerprint
 
     store = EmbeddingStore(args.cache_dir, memory_only=args.no_cache)
     t0 = time.perf_counter()
-    teacher = load_model(teacher_name, device=args.device)
-    leaf = load_model(leaf_name, device=args.device)
+    teacher = load_encoder(teacher_name, backends["teacher"], args.device)
+    leaf = load_encoder(leaf_name, backends["leaf"], args.device)
     load_s = time.perf_counter() - t0
     dim = check_dimensions(teacher, leaf, teacher_name, leaf_name)
-    teacher_fp = weights_fingerprint(teacher)
+    teacher_fp = _fingerprint(teacher)
     recorded_fp = _read_json(Path(leaf_name).expanduser() / "leaf_run.json").get("teacher_fingerprint")
-    if recorded_fp and recorded_fp != teacher_fp:
+    # leaf_run.json records the PyTorch weights' fingerprint: comparable only with a PyTorch teacher.
+    if recorded_fp and backends["teacher"] == "torch" and recorded_fp != teacher_fp:
         logger.warning(
             "the leaf's leaf_run.json records teacher fingerprint %s but %s has %s: is this the teacher it was "
             "distilled from?",
@@ -503,10 +553,11 @@ def run(args: argparse.Namespace) -> int:
         "meta": {
             "leaf": leaf_name,
             "teacher": teacher_name,
-            "leaf_fingerprint": weights_fingerprint(leaf),
+            "backends": backends,
+            "leaf_fingerprint": _fingerprint(leaf),
             "teacher_fingerprint": teacher_fp,
             "dimension": dim,
-            "normalized": {"teacher": is_normalized(teacher), "leaf": is_normalized(leaf)},
+            "normalized": {"teacher": _normalized(teacher), "leaf": _normalized(leaf)},
             "max_seq_length": {"teacher": teacher.max_seq_length, "leaf": leaf.max_seq_length},
             "prompts": {"teacher": dict(teacher.prompts or {}), "leaf": dict(leaf.prompts or {})},
             "modes": {m: {"queries": q, "documents": d} for m, (q, d) in MODES.items()},
@@ -551,7 +602,10 @@ def run(args: argparse.Namespace) -> int:
 
     written = write_report(report, output, plots=not args.no_plots)
     leaf_path = Path(leaf_name).expanduser()
-    if args.save_to_leaf and leaf_path.is_dir():
+    if args.save_to_leaf and set(backends.values()) != {"torch"}:
+        # The leaf's eval_report.json feeds its model card, which describes the PyTorch model.
+        logger.info("ONNX backend(s) %s: eval_report.json not copied into the leaf folder", backends)
+    elif args.save_to_leaf and leaf_path.is_dir():
         target = leaf_path / "eval_report.json"
         write_atomic(target, (json.dumps(report, indent=2) + "\n").encode())
         written.append(target)

@@ -20,6 +20,9 @@ from leaf_hub.errors import LeafHubError
 
 logger = logging.getLogger(__name__)
 
+# How a model runs: PyTorch (sentence-transformers), or its ONNX export with fp32 or int8 weights.
+BACKENDS = ("torch", "onnx", "onnx-int8")
+
 
 def ensure_hub_reachable_or_offline(timeout: float = 2.0) -> bool:
     """Return True when the Hub answers; otherwise set ``HF_HUB_OFFLINE=1`` and return False.

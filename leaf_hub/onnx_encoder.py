@@ -146,6 +146,11 @@ class OnnxEncoder:
         config = _read_json(tdir / "config.json")
         st_config = _read_json(self.model_dir / "config_sentence_transformers.json")
 
+        modules = _read_json(self.model_dir / "modules.json")
+        # The graph normalizes when the model ends with a Normalize module (export puts the whole stack in it).
+        self.normalized = isinstance(modules, list) and any(
+            str(m.get("type", "")).endswith("Normalize") for m in modules if isinstance(m, dict)
+        )
         self.prompts: dict[str, str] = {k: v or "" for k, v in (st_config.get("prompts") or {}).items()}
         self.default_prompt_name: str | None = st_config.get("default_prompt_name")
 
@@ -203,6 +208,8 @@ class OnnxEncoder:
             )
         dim = outputs["sentence_embedding"].shape[-1]
         self._dimension = dim if isinstance(dim, int) else None
+        self._tokenizer_file = tdir / "tokenizer.json"
+        self._file_digest: str | None = None
 
     # -- properties -----------------------------------------------------------------------------------
 
@@ -227,6 +234,23 @@ class OnnxEncoder:
     def get_embedding_dimension(self) -> int:
         """Same as :attr:`dimension` (the sentence-transformers method name)."""
         return self.dimension
+
+    def fingerprint(self) -> str:
+        """A short hash of what determines the embeddings: graph file, tokenizer, max_seq_length.
+
+        Embedding caches key on it, so an int8 graph's embeddings are never served for the fp32 graph's.
+        """
+        import hashlib
+
+        if self._file_digest is None:
+            digest = hashlib.sha256()
+            for path in (self.onnx_path, self._tokenizer_file):
+                with open(path, "rb") as f:
+                    for block in iter(lambda: f.read(1 << 22), b""):
+                        digest.update(block)
+            self._file_digest = digest.hexdigest()
+        key = f"onnx {self._file_digest} {self.max_seq_length} {self._truncation_side}"
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
 
     # -- encoding -------------------------------------------------------------------------------------
 
@@ -262,11 +286,15 @@ class OnnxEncoder:
         batch_size: int = 32,
         output_value: str = "sentence_embedding",
         normalize_embeddings: bool = False,
+        convert_to_numpy: bool = True,
+        show_progress_bar: bool | None = None,
     ) -> np.ndarray | list[np.ndarray]:
         """Embed ``texts``: an ``(n, dimension)`` float32 array (1-D for a single string).
 
         ``prompt_name`` / ``prompt`` and the default prompt behave as in sentence-transformers.
         ``output_value="token_embeddings"`` returns one ``(tokens, hidden)`` array per text instead.
+        ``convert_to_numpy`` and ``show_progress_bar`` are accepted so that code written for
+        sentence-transformers runs unchanged: results are numpy arrays either way, and there is no bar.
         """
         single = isinstance(texts, str)
         items = [texts] if single else list(texts)

@@ -86,6 +86,17 @@ def mrl_table(block: dict[str, dict[str, dict[str, float]]]) -> list[str]:
     return lines
 
 
+def _backends_line(backends: dict[str, str] | None) -> list[str]:
+    """A line naming the runtimes when a model ran as its ONNX export (PyTorch needs no mention)."""
+    if not backends or set(backends.values()) == {"torch"}:
+        return []
+    names = {"torch": "PyTorch", "onnx": "ONNX Runtime, fp32", "onnx-int8": "ONNX Runtime, int8 weights"}
+    return [
+        "- backends: "
+        + ", ".join(f"{role} {names.get(b, b)}" for role, b in sorted(backends.items(), reverse=True))
+    ]
+
+
 def markdown(report: dict[str, Any], plots: list[Path] | None = None) -> str:
     meta = report.get("meta", {})
     lines = [
@@ -93,6 +104,7 @@ def markdown(report: dict[str, Any], plots: list[Path] | None = None) -> str:
         "",
         f"- leaf: `{meta.get('leaf')}`",
         f"- teacher: `{meta.get('teacher')}`",
+        *_backends_line(meta.get("backends")),
         "- asymmetric: leaf encodes the queries, teacher the documents",
         f"- dimension: {meta.get('dimension')}",
         "",

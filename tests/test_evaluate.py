@@ -113,6 +113,61 @@ def test_end_to_end_report(tmp_path, cache, leaf_copy, tiny_teacher_dir, data, c
     assert len(list(cache.rglob("*.npy"))) == 6
 
 
+def test_onnx_backends_score_the_exported_graphs(tmp_path, cache, leaf_copy, tiny_teacher_dir, data, capsys):
+    """--leaf-backend / --teacher-backend evaluate what is served: the ONNX exports, fp32 or int8 weights."""
+    from leaf_hub.onnx_encoder import OnnxEncoder
+
+    common = ["--leaf", leaf_copy, "--teacher", tiny_teacher_dir, "--retrieval", data["beir"], "--no-plots",
+              "--no-mrl-quant", "--batch-size", "8"]  # fmt: skip
+    assert _run(*common, "--output", tmp_path / "torch.json") == 0
+    torch_report = json.loads((tmp_path / "torch.json").read_text())
+    assert torch_report["meta"]["backends"] == {"teacher": "torch", "leaf": "torch"}
+    saved = (leaf_copy / "eval_report.json").read_text()
+
+    ds = load_beir_folder(data["beir"])
+    reports = {}
+    for backend in ("onnx", "onnx-int8"):
+        out = tmp_path / f"{backend}.json"
+        assert _run(*common, "--leaf-backend", backend, "--teacher-backend", backend, "--output", out) == 0
+        report = reports[backend] = json.loads(out.read_text())
+        assert report["meta"]["backends"] == {"teacher": backend, "leaf": backend}
+        assert f"- backends: teacher ONNX Runtime, {'int8 weights' if 'int8' in backend else 'fp32'}" in (
+            out.with_suffix(".md").read_text()
+        )
+        # The numbers are the exported graphs' own (exported into the cache, not into the model folders).
+        folders = sorted((cache.parent / "onnx").iterdir())
+        assert len(folders) == 2 and not (leaf_copy / "onnx").exists()
+        quantized = backend == "onnx-int8"
+        leaf_folder, teacher_folder = (
+            next(f for f in folders if name in f.name) for name in ("leaf", "teacher")
+        )
+        leaf_enc = OnnxEncoder(leaf_folder, quantized=quantized)
+        teacher_enc = OnnxEncoder(teacher_folder, quantized=quantized)
+        lq, td = leaf_enc.encode_query(ds.queries), teacher_enc.encode_document(ds.docs)
+        expected = evaluate_embeddings(ds, lq, td)
+        assert report["results"]["asymmetric"]["syn"]["ndcg@10"] == pytest.approx(
+            expected["ndcg@10"], abs=1e-6
+        )
+    # fp32 graphs reproduce PyTorch; int8 weights move the embeddings (and the alignment) a little.
+    fp32, int8 = reports["onnx"]["results"], reports["onnx-int8"]["results"]
+    torch_results = torch_report["results"]
+    assert fp32["leaf"]["alignment"]["l2"] == pytest.approx(
+        torch_results["leaf"]["alignment"]["l2"], abs=1e-4
+    )
+    assert fp32["leaf"]["syn"]["ndcg@10"] == pytest.approx(torch_results["leaf"]["syn"]["ndcg@10"], abs=1e-3)
+    assert int8["leaf"]["alignment"]["l2"] != pytest.approx(fp32["leaf"]["alignment"]["l2"], abs=1e-4)
+    # Three backends, three sets of cache entries (teacher and leaf, queries and documents each).
+    assert len(list(cache.rglob("*.npy"))) == 3 * 4
+    # The leaf's own eval_report.json (its model card's source) stays the PyTorch one.
+    assert (leaf_copy / "eval_report.json").read_text() == saved
+
+    capsys.readouterr()
+    run, _ = _make_run(tmp_path, leaf_copy)
+    assert _run("--run", run, "--teacher", tiny_teacher_dir, "--retrieval", data["beir"], "--leaf-backend",
+                "onnx", "--output", tmp_path / "r.json") == 2  # fmt: skip
+    assert "--run evaluates the run's PyTorch checkpoints" in capsys.readouterr().err
+
+
 def test_dimension_mismatch_is_explained(tmp_path, cache, leaf_copy, tiny_student_dir, data, capsys):
     rc = _run("--leaf", leaf_copy, "--teacher", tiny_student_dir, "--retrieval", data["beir"], "--output",
               tmp_path / "r.json")  # fmt: skip

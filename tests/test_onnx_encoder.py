@@ -104,6 +104,22 @@ def test_token_embeddings_match(leaf_dir):
         assert _max_diff(a, b.numpy()) <= 1e-4
 
 
+def test_fingerprint_and_sentence_transformers_keywords(leaf_dir, teacher_dir):
+    """What embedding caches key on, and the keywords code written for sentence-transformers passes."""
+    fp32, int8 = OnnxEncoder(leaf_dir), OnnxEncoder(leaf_dir, quantized=True)
+    assert fp32.fingerprint() == OnnxEncoder(leaf_dir).fingerprint() != int8.fingerprint()
+    assert fp32.fingerprint() != OnnxEncoder(teacher_dir).fingerprint()
+    before = fp32.fingerprint()
+    fp32.max_seq_length = 8  # other truncation, other embeddings
+    assert fp32.fingerprint() != before
+    fp32.max_seq_length = fp32.model_max_seq_length
+    assert fp32.fingerprint() == before
+    model = SentenceTransformer(str(leaf_dir), device="cpu")
+    assert fp32.normalized == (type(model[-1]).__name__ == "Normalize")
+    emb = fp32.encode_query(TEXTS, batch_size=2, convert_to_numpy=True, show_progress_bar=False)
+    assert _max_diff(emb, fp32.encode_query(TEXTS)) == 0
+
+
 def test_quantized_model_is_close(leaf_dir):
     model = SentenceTransformer(str(leaf_dir), device="cpu")
     encoder = OnnxEncoder(leaf_dir, quantized=True, intra_op_threads=1)
