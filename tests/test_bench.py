@@ -98,6 +98,10 @@ def test_results_are_complete_and_consistent(bench_run, tiny_leaf_dir, tiny_teac
     assert meta["max_seq_length"] == 32 and meta["threads"] == 1 and meta["repeats"] == 3
     assert meta["leaf"] == str(tiny_leaf_dir) and meta["teacher"] == str(tiny_teacher_dir)  # outside the cwd
     assert meta["interleave"] == "repeat" and "interleaved per repeat" in meta["protocol"]
+    # One thread per model: the tokenizer kept to one too (unless the user's environment says otherwise).
+    assert meta["tokenizer_parallelism"] == os.environ.get(
+        "TOKENIZERS_PARALLELISM", "true" if (os.cpu_count() or 1) <= 1 else "false"
+    )
     assert meta["busy_cores_before"] is None or 0 <= meta["busy_cores_before"] <= (os.cpu_count() or 1)
     assert meta["model_max_seq_length"] == {"teacher": 64, "leaf": 64}
     assert meta["texts"]["queries"]["count"] == 3 and meta["texts"]["documents"]["count"] == 3
@@ -243,6 +247,19 @@ def test_reports_show_model_folders_under_the_working_directory_relative(tmp_pat
     assert _shown_path("runs/leaf") == "runs/leaf"
     assert _shown_path("/nonexistent/leaf") == "/nonexistent/leaf"
     assert _shown_path("sentence-transformers/all-mpnet-base-v2") == "sentence-transformers/all-mpnet-base-v2"
+
+
+def test_tokenizer_parallelism_is_set_for_the_run_and_restored(monkeypatch):
+    from leaf_hub.bench import _tokenizer_parallelism
+
+    monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
+    with _tokenizer_parallelism(False):
+        assert os.environ["TOKENIZERS_PARALLELISM"] == "false"
+    assert "TOKENIZERS_PARALLELISM" not in os.environ
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "true")  # the user's choice wins
+    with _tokenizer_parallelism(False):
+        assert os.environ["TOKENIZERS_PARALLELISM"] == "true"
+    assert os.environ["TOKENIZERS_PARALLELISM"] == "true"
 
 
 def test_every_batch_size_times_the_same_pool_of_texts():
