@@ -539,9 +539,8 @@ def run_benchmark(
             if isolated:
                 runners.clear()
             for kind in kinds:
-                if (
-                    not isolated
-                ):  # warm-up: first-call allocations are not timed (isolated turns do their own)
+                # Warm-up: first-call allocations are not timed (isolated turns do their own).
+                if not isolated:
                     for runner in runners.values():
                         runner.encode(kind, texts[kind][:4])
                 for batch_size in batch_sizes:
