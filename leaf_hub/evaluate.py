@@ -108,8 +108,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             choices=BACKENDS,
             default="torch",
             help=f"run the {role} in PyTorch (default) or as its ONNX export, fp32 or int8 weights, on ONNX "
-            "Runtime's CPU provider (exported into the leaf-hub cache when the folder has no onnx/): the "
-            "quality of what you serve",
+            "Runtime (CPU; CUDA with --device cuda and onnxruntime-gpu; exported into the leaf-hub cache when "
+            "the folder has no onnx/): the quality of what you serve",
         )
     parser.add_argument(
         "--cache-dir",
@@ -171,7 +171,25 @@ def load_encoder(name: str, backend: str, device: str | None = None):
     from leaf_hub.onnx_encoder import OnnxEncoder
 
     quantized = backend == "onnx-int8"
-    return OnnxEncoder(ensure_onnx(name, quantized=quantized), quantized=quantized)
+    return OnnxEncoder(
+        ensure_onnx(name, quantized=quantized), quantized=quantized, providers=onnx_providers(device)
+    )
+
+
+def onnx_providers(device: str | None) -> list[str]:
+    """ONNX Runtime providers for a torch-style ``--device``: CUDA when asked for and installed, else CPU."""
+    if device is None or not str(device).startswith("cuda"):
+        return ["CPUExecutionProvider"]
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    logger.warning(
+        "--device %s: this onnxruntime has no CUDA provider, so the ONNX graphs run on the CPU; "
+        "install onnxruntime-gpu to run them on the GPU",
+        device,
+    )
+    return ["CPUExecutionProvider"]
 
 
 def _fingerprint(model) -> str:

@@ -168,6 +168,22 @@ def test_onnx_backends_score_the_exported_graphs(tmp_path, cache, leaf_copy, tin
     assert "--run evaluates the run's PyTorch checkpoints" in capsys.readouterr().err
 
 
+def test_onnx_providers_follow_the_device(monkeypatch, caplog):
+    import onnxruntime
+
+    from leaf_hub.evaluate import onnx_providers
+
+    assert onnx_providers(None) == onnx_providers("cpu") == ["CPUExecutionProvider"]
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    with caplog.at_level("WARNING"):
+        assert onnx_providers("cuda:0") == ["CPUExecutionProvider"]
+    assert "install onnxruntime-gpu" in caplog.text
+    monkeypatch.setattr(
+        onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
+    assert onnx_providers("cuda") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
 def test_dimension_mismatch_is_explained(tmp_path, cache, leaf_copy, tiny_student_dir, data, capsys):
     rc = _run("--leaf", leaf_copy, "--teacher", tiny_student_dir, "--retrieval", data["beir"], "--output",
               tmp_path / "r.json")  # fmt: skip
