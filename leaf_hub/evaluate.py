@@ -120,7 +120,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--save-to-leaf",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="copy the report into the leaf folder as eval_report.json (default on; skipped for Hub ids)",
+        help="copy the report into the leaf folder as eval_report.json, or eval_report.BACKEND.json for "
+        "--leaf-backend onnx / onnx-int8, where the model card finds them (default on; skipped for Hub ids)",
     )
 
 
@@ -190,6 +191,11 @@ def onnx_providers(device: str | None) -> list[str]:
         device,
     )
     return ["CPUExecutionProvider"]
+
+
+def served_report_name(backend: str) -> str:
+    """The file in the leaf folder that holds the evaluation of its ONNX graph run as ``backend``."""
+    return f"eval_report.{backend}.json"
 
 
 def _fingerprint(model) -> str:
@@ -620,15 +626,18 @@ def run(args: argparse.Namespace) -> int:
 
     written = write_report(report, output, plots=not args.no_plots)
     leaf_path = Path(leaf_name).expanduser()
-    if args.save_to_leaf and set(backends.values()) != {"torch"}:
-        # The leaf's eval_report.json feeds its model card, which describes the PyTorch model.
-        logger.info("ONNX backend(s) %s: eval_report.json not copied into the leaf folder", backends)
-    elif args.save_to_leaf and leaf_path.is_dir():
-        target = leaf_path / "eval_report.json"
-        write_atomic(target, (json.dumps(report, indent=2) + "\n").encode())
-        written.append(target)
+    # eval_report.json (PyTorch) and eval_report.onnx[-int8].json (the leaf's exported graphs) feed the
+    # model card; a PyTorch leaf scored against an ONNX teacher describes neither and is not copied.
+    copy_name = served_report_name(backends["leaf"]) if backends["leaf"] != "torch" else "eval_report.json"
+    if backends["leaf"] != "torch" or backends["teacher"] == "torch":
+        if args.save_to_leaf and leaf_path.is_dir():
+            target = leaf_path / copy_name
+            write_atomic(target, (json.dumps(report, indent=2) + "\n").encode())
+            written.append(target)
+        elif args.save_to_leaf:
+            logger.info("leaf %s is not a local folder: %s not copied into it", leaf_name, copy_name)
     elif args.save_to_leaf:
-        logger.info("leaf %s is not a local folder: eval_report.json not copied into it", leaf_name)
+        logger.info("a PyTorch leaf against an ONNX teacher: the report is not copied into the leaf folder")
     _print_summary(report)
     for path in written:
         print(f"wrote {path}")

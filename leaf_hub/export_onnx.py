@@ -40,6 +40,7 @@ import contextlib
 import inspect
 import logging
 import os
+import re
 import tempfile
 import time
 from collections.abc import Sequence
@@ -649,6 +650,15 @@ def has_whole_graph(model_dir: Path, quantized: bool = False) -> bool:
     return "sentence_embedding" in {o.name for o in graph.output}
 
 
+def _is_report(rel: Path) -> bool:
+    """Files written next to a model about it (card, reports, plots): they do not change its embeddings,
+    so writing them (``leaf-hub evaluate`` does, into the leaf folder) must not force a new export."""
+    return rel.suffix == ".png" or (
+        len(rel.parts) == 1
+        and (rel.name == "README.md" or re.fullmatch(r"(eval|bench)_report.*\.json", rel.name) is not None)
+    )
+
+
 def _source_key(model_name_or_path: str | os.PathLike) -> tuple[Path | None, str]:
     """(local folder or None, a key that changes whenever the model's files do)."""
     import hashlib
@@ -659,7 +669,7 @@ def _source_key(model_name_or_path: str | os.PathLike) -> tuple[Path | None, str
         digest.update(str(path.resolve()).encode())
         for f in sorted(path.rglob("*")):
             rel = f.relative_to(path)
-            if f.is_file() and rel.parts[0] != ONNX_SUBFOLDER:
+            if f.is_file() and rel.parts[0] != ONNX_SUBFOLDER and not _is_report(rel):
                 stat = f.stat()
                 digest.update(f"{rel}:{stat.st_size}:{stat.st_mtime_ns}".encode())
         return path, digest.hexdigest()[:12]
@@ -687,7 +697,6 @@ def ensure_onnx(
     once into ``cache_dir`` (default :func:`onnx_cache_dir`), keyed by the model's files or Hub revision,
     and that folder is returned; the user's model folder is never written to.
     """
-    import re
     import shutil
 
     local, key = _source_key(model_name_or_path)

@@ -185,6 +185,12 @@ def model_facts(folder: str | Path, kind: str) -> dict:
         "kind": kind,
         "run": run if isinstance(run, dict) else None,
         "eval": read_json(folder / "eval_report.json"),
+        # `leaf-hub evaluate --leaf-backend onnx[-int8]`: the same tasks with the leaf run as its ONNX graphs.
+        "served_evals": {
+            backend: report
+            for backend in ("onnx", "onnx-int8")
+            if isinstance(report := read_json(folder / f"eval_report.{backend}.json"), dict)
+        },
         "bench": read_json(folder / "bench_report.json"),
         "pair_info": pair_info,
         "prompts": {k: v for k, v in (st_config.get("prompts") or {}).items() if v},
@@ -295,6 +301,39 @@ def eval_tables(report: Any) -> dict:
         "mrl_rows": mrl_rows,
         "mrl_columns": mrl_columns,
     }
+
+
+def served_tables(reference: Any, served: dict[str, Any]) -> list[dict]:
+    """Rows comparing the leaf run as its ONNX graphs with the PyTorch leaf: each task's first metric."""
+    ref = _results(reference)
+    names = {"onnx": "`onnx/model.onnx` (fp32)", "onnx-int8": "`onnx/model_quantized.onnx` (int8)"}
+    teacher_names = {"torch": "PyTorch", "onnx": "fp32 graph", "onnx-int8": "int8 graph"}
+    rows = []
+    for backend, report in served.items():
+        results = _results(report)
+        teacher_backend = (_meta(report).get("backends") or {}).get("teacher", "torch")
+        for task, metrics in (results.get("leaf") or {}).items():
+            if task == "alignment" or not isinstance(metrics, dict) or not metrics:
+                continue
+            metric = next(iter(metrics))
+            value = {
+                mode: ((results.get(mode) or {}).get(task) or {}).get(metric)
+                for mode in ("leaf", "asymmetric")
+            }
+            pytorch = {
+                mode: ((ref.get(mode) or {}).get(task) or {}).get(metric) for mode in ("leaf", "asymmetric")
+            }
+            rows.append(
+                {
+                    "graph": names.get(backend, backend),
+                    "teacher": teacher_names.get(teacher_backend, str(teacher_backend)),
+                    "task": task,
+                    "metric": metric,
+                    "values": value,
+                    "pytorch": pytorch,
+                }
+            )
+    return rows
 
 
 def bench_tables(report: Any) -> dict:
@@ -466,6 +505,7 @@ def render_model_card(folder: str | Path, kind: str = "leaf", repo_id: str | Non
         "repo_id": repo_id,
         "params_h": _human_count(facts["parameters"]),
         "eval_tables": eval_tables(facts["eval"]),
+        "served_rows": served_tables(facts["eval"], facts["served_evals"]),
         "eval_date": _meta(facts["eval"]).get("date") or _meta(facts["eval"]).get("created"),
         "bench_tables": bench_tables(facts["bench"]),
         "teacher_is_hub": is_hub_id(teacher),

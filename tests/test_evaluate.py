@@ -158,8 +158,10 @@ def test_onnx_backends_score_the_exported_graphs(tmp_path, cache, leaf_copy, tin
     assert int8["leaf"]["alignment"]["l2"] != pytest.approx(fp32["leaf"]["alignment"]["l2"], abs=1e-4)
     # Three backends, three sets of cache entries (teacher and leaf, queries and documents each).
     assert len(list(cache.rglob("*.npy"))) == 3 * 4
-    # The leaf's own eval_report.json (its model card's source) stays the PyTorch one.
+    # The leaf's own eval_report.json stays the PyTorch one; each graph's report lies beside it for the card.
     assert (leaf_copy / "eval_report.json").read_text() == saved
+    for backend, report in reports.items():
+        assert json.loads((leaf_copy / f"eval_report.{backend}.json").read_text()) == report
 
     capsys.readouterr()
     run, _ = _make_run(tmp_path, leaf_copy)

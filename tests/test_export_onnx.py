@@ -187,6 +187,23 @@ def test_ensure_onnx_exports_once_into_the_cache(tmp_path, tiny_teacher_dir):
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [first.name]  # no staging left behind
 
 
+def test_export_cache_key_ignores_reports_but_not_model_files(tmp_path, tiny_leaf_dir):
+    """Evaluate and card write reports into the leaf folder: that must not force a new export."""
+    from leaf_hub.export_onnx import _source_key
+
+    folder = shutil.copytree(tiny_leaf_dir, tmp_path / "leaf")
+    key = _source_key(folder)[1]
+    (folder / "eval_report.json").write_text("{}")
+    (folder / "eval_report.onnx-int8.json").write_text("{}")
+    (folder / "bench_report.json").write_text("{}")
+    (folder / "README.md").write_text("# card")
+    (folder / "eval_report-mrl_quant.png").write_bytes(b"png")
+    assert _source_key(folder)[1] == key
+    config = folder / "config.json"
+    config.write_text(config.read_text() + "\n")  # a model file: a new key
+    assert _source_key(folder)[1] != key
+
+
 def test_ensure_onnx_uses_an_exported_folder_as_is(exported_leaf, tmp_path):
     assert ensure_onnx(exported_leaf, cache_dir=tmp_path / "cache") == exported_leaf
     assert not (tmp_path / "cache").exists()

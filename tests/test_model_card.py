@@ -143,6 +143,31 @@ def test_leaf_card_carries_the_run_facts(leaf_dir, capsys):
     )
 
 
+def test_leaf_card_shows_the_onnx_graphs_quality_next_to_pytorch(leaf_dir):
+    """eval_report.onnx-int8.json (evaluate --leaf-backend onnx-int8) becomes a table beside the PyTorch leaf."""
+    import copy
+
+    _with_facts(leaf_dir)
+    served = copy.deepcopy(EVAL)
+    served["meta"] = {**served.get("meta", {}), "backends": {"teacher": "onnx-int8", "leaf": "onnx-int8"}}
+    served["results"]["leaf"]["cisi"]["ndcg@10"] = 0.123456
+    served["results"]["asymmetric"]["cisi"]["ndcg@10"] = 0.234567
+    (leaf_dir / "eval_report.onnx-int8.json").write_text(json.dumps(served))
+    body = ModelCard(render_card(leaf_dir)).text
+    assert "### The ONNX graphs" in body
+    row = next(line for line in body.splitlines() if line.startswith("| `onnx/model_quantized.onnx` (int8)"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    pytorch = EVAL["results"]
+    assert cells[1:4] == ["int8 graph", "cisi", "ndcg@10"]
+    assert cells[4:] == [
+        "0.1235", f"{pytorch['leaf']['cisi']['ndcg@10']:.4f}",
+        "0.2346", f"{pytorch['asymmetric']['cisi']['ndcg@10']:.4f}",
+    ]  # fmt: skip
+    # model-index keeps the PyTorch numbers; without the file there is no such section.
+    (leaf_dir / "eval_report.onnx-int8.json").unlink()
+    assert "### The ONNX graphs" not in render_card(leaf_dir)
+
+
 def test_leaf_card_without_facts_says_what_is_missing(leaf_dir):
     text = render_card(leaf_dir)
     card = ModelCard(text)
