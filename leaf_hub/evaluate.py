@@ -193,27 +193,6 @@ def onnx_providers(device: str | None) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-def served_report_name(backend: str) -> str:
-    """The file in the leaf folder that holds the evaluation of its ONNX graph run as ``backend``."""
-    return f"eval_report.{backend}.json"
-
-
-def _fingerprint(model) -> str:
-    """The weights' fingerprint of a PyTorch model (as leaf_run.json records it), else the graph's."""
-    from leaf_hub.embedding_store import model_fingerprint
-    from leaf_hub.models import weights_fingerprint
-    from leaf_hub.onnx_encoder import OnnxEncoder
-
-    return model_fingerprint(model) if isinstance(model, OnnxEncoder) else weights_fingerprint(model)
-
-
-def _normalized(model) -> bool:
-    from leaf_hub.models import is_normalized
-    from leaf_hub.onnx_encoder import OnnxEncoder
-
-    return model.normalized if isinstance(model, OnnxEncoder) else is_normalized(model)
-
-
 def check_dimensions(teacher, leaf, teacher_name: str, leaf_name: str) -> int:
     """The shared dimension; an error that explains a leaf/teacher mismatch."""
     d_teacher, d_leaf = teacher.get_embedding_dimension(), leaf.get_embedding_dimension()
@@ -491,6 +470,7 @@ def run(args: argparse.Namespace) -> int:
         )
 
     from leaf_hub.embedding_store import EmbeddingStore, model_fingerprint
+    from leaf_hub.models import is_normalized, weights_fingerprint
 
     store = EmbeddingStore(args.cache_dir, memory_only=args.no_cache)
     t0 = time.perf_counter()
@@ -498,7 +478,7 @@ def run(args: argparse.Namespace) -> int:
     leaf = load_encoder(leaf_name, backends["leaf"], args.device)
     load_s = time.perf_counter() - t0
     dim = check_dimensions(teacher, leaf, teacher_name, leaf_name)
-    teacher_fp = _fingerprint(teacher)
+    teacher_fp = weights_fingerprint(teacher)
     recorded_fp = _read_json(Path(leaf_name).expanduser() / "leaf_run.json").get("teacher_fingerprint")
     # leaf_run.json records the PyTorch weights' fingerprint: comparable only with a PyTorch teacher.
     if recorded_fp and backends["teacher"] == "torch" and recorded_fp != teacher_fp:
@@ -578,10 +558,10 @@ def run(args: argparse.Namespace) -> int:
             "leaf": leaf_name,
             "teacher": teacher_name,
             "backends": backends,
-            "leaf_fingerprint": _fingerprint(leaf),
+            "leaf_fingerprint": weights_fingerprint(leaf),
             "teacher_fingerprint": teacher_fp,
             "dimension": dim,
-            "normalized": {"teacher": _normalized(teacher), "leaf": _normalized(leaf)},
+            "normalized": {"teacher": is_normalized(teacher), "leaf": is_normalized(leaf)},
             "max_seq_length": {"teacher": teacher.max_seq_length, "leaf": leaf.max_seq_length},
             "prompts": {"teacher": dict(teacher.prompts or {}), "leaf": dict(leaf.prompts or {})},
             "modes": {m: {"queries": q, "documents": d} for m, (q, d) in MODES.items()},
@@ -622,22 +602,25 @@ def run(args: argparse.Namespace) -> int:
     if checkpoints:
         report["checkpoints"] = checkpoints
 
+    from leaf_hub.model_card import leaf_report_name
     from leaf_hub.report import write_atomic, write_report
 
     written = write_report(report, output, plots=not args.no_plots)
     leaf_path = Path(leaf_name).expanduser()
-    # eval_report.json (PyTorch) and eval_report.onnx[-int8].json (the leaf's exported graphs) feed the
-    # model card; a PyTorch leaf scored against an ONNX teacher describes neither and is not copied.
-    copy_name = served_report_name(backends["leaf"]) if backends["leaf"] != "torch" else "eval_report.json"
-    if backends["leaf"] != "torch" or backends["teacher"] == "torch":
-        if args.save_to_leaf and leaf_path.is_dir():
+    # The leaf's own report, or its exported graph's, feeds the model card; a PyTorch leaf scored against
+    # an ONNX teacher describes neither and is not copied.
+    copy_name = leaf_report_name(backends["leaf"])
+    if args.save_to_leaf:
+        if backends["leaf"] == "torch" and backends["teacher"] != "torch":
+            logger.info(
+                "a PyTorch leaf against an ONNX teacher: the report is not copied into the leaf folder"
+            )
+        elif leaf_path.is_dir():
             target = leaf_path / copy_name
             write_atomic(target, (json.dumps(report, indent=2) + "\n").encode())
             written.append(target)
-        elif args.save_to_leaf:
+        else:
             logger.info("leaf %s is not a local folder: %s not copied into it", leaf_name, copy_name)
-    elif args.save_to_leaf:
-        logger.info("a PyTorch leaf against an ONNX teacher: the report is not copied into the leaf folder")
     _print_summary(report)
     for path in written:
         print(f"wrote {path}")

@@ -22,6 +22,7 @@ from typing import Any
 
 from leaf_hub.atomic import atomic_write_text, finish_temp
 from leaf_hub.errors import LeafHubError
+from leaf_hub.models import BACKENDS
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,11 @@ def leaf_hub_version() -> str:
 
 
 # -- reading facts -------------------------------------------------------------------------------------
+def leaf_report_name(backend: str) -> str:
+    """The file in a leaf folder holding its evaluation run as ``backend`` (``leaf-hub evaluate`` writes it)."""
+    return "eval_report.json" if backend == "torch" else f"eval_report.{backend}.json"
+
+
 def read_json(path: Path) -> Any | None:
     """A JSON file's content, or None when it is missing or unreadable (logged: the card says it is missing)."""
     if not path.is_file():
@@ -184,12 +190,13 @@ def model_facts(folder: str | Path, kind: str) -> dict:
     facts: dict[str, Any] = {
         "kind": kind,
         "run": run if isinstance(run, dict) else None,
-        "eval": read_json(folder / "eval_report.json"),
+        "eval": read_json(folder / leaf_report_name("torch")),
         # `leaf-hub evaluate --leaf-backend onnx[-int8]`: the same tasks with the leaf run as its ONNX graphs.
         "served_evals": {
             backend: report
-            for backend in ("onnx", "onnx-int8")
-            if isinstance(report := read_json(folder / f"eval_report.{backend}.json"), dict)
+            for backend in BACKENDS
+            if backend != "torch"
+            and isinstance(report := read_json(folder / leaf_report_name(backend)), dict)
         },
         "bench": read_json(folder / "bench_report.json"),
         "pair_info": pair_info,
@@ -303,6 +310,10 @@ def eval_tables(report: Any) -> dict:
     }
 
 
+def _leaf_and_asymmetric(results: dict, task: str, metric: str) -> dict:
+    return {mode: ((results.get(mode) or {}).get(task) or {}).get(metric) for mode in ("leaf", "asymmetric")}
+
+
 def served_tables(reference: Any, served: dict[str, Any]) -> list[dict]:
     """Rows comparing the leaf run as its ONNX graphs with the PyTorch leaf: each task's first metric."""
     ref = _results(reference)
@@ -316,21 +327,14 @@ def served_tables(reference: Any, served: dict[str, Any]) -> list[dict]:
             if task == "alignment" or not isinstance(metrics, dict) or not metrics:
                 continue
             metric = next(iter(metrics))
-            value = {
-                mode: ((results.get(mode) or {}).get(task) or {}).get(metric)
-                for mode in ("leaf", "asymmetric")
-            }
-            pytorch = {
-                mode: ((ref.get(mode) or {}).get(task) or {}).get(metric) for mode in ("leaf", "asymmetric")
-            }
             rows.append(
                 {
                     "graph": names.get(backend, backend),
                     "teacher": teacher_names.get(teacher_backend, str(teacher_backend)),
                     "task": task,
                     "metric": metric,
-                    "values": value,
-                    "pytorch": pytorch,
+                    "values": _leaf_and_asymmetric(results, task, metric),
+                    "pytorch": _leaf_and_asymmetric(ref, task, metric),
                 }
             )
     return rows
