@@ -348,9 +348,7 @@ def bench_tables(report: Any) -> dict:
     for backend, values in (summary or {}).items() if isinstance(summary, dict) else []:
         if not isinstance(values, dict):
             continue
-        under = values.get("max_batch_under_100ms")
-        if isinstance(under, dict):
-            under = ", ".join(f"{k}: {v}" for k, v in under.items())
+        under = _under_budget(values.get("max_batch_under_100ms"))
         summary_rows.append(
             {
                 "backend": backend,
@@ -359,7 +357,50 @@ def bench_tables(report: Any) -> dict:
                 "under_100ms": under,
             }
         )
-    return {"rows": rows, "summary": summary_rows, "meta": _meta(report)}
+    return {"rows": rows, "summary": summary_rows, "meta": _meta(report), "setup": bench_setup(_meta(report))}
+
+
+def _under_budget(under: Any) -> Any:
+    """``{model: {kind: batch}}`` (as leaf-hub bench writes it) as "queries: teacher 4 / leaf 24; ..."."""
+    if not isinstance(under, dict):
+        return under
+    per_model = {m: v for m, v in under.items() if isinstance(v, dict)}
+    if not per_model:
+        return ", ".join(f"{k}: {v}" for k, v in under.items())
+    kinds = list(dict.fromkeys(kind for v in per_model.values() for kind in v))
+    return "; ".join(
+        f"{kind}: "
+        + " / ".join(f"{m} {'none' if v.get(kind) is None else v[kind]}" for m, v in per_model.items())
+        for kind in kinds
+    )
+
+
+_BATCHING = {
+    "sorted": "batches sorted by length, as `encode` forms them",
+    "arrival": "batches in arrival order, as an online server forms them",
+}
+
+
+def bench_setup(meta: dict) -> str | None:
+    """What a bench report's speed-ups were measured on, in words: CPU, threads, sequence length, batching.
+
+    A ratio means little without them (one thread or two moves it by 10%, unsorted batches by more).
+    """
+    parts = []
+    if meta.get("cpu"):
+        threads, cores = meta.get("threads"), meta.get("cores")
+        parts.append(
+            str(meta["cpu"])
+            + (f", {threads} thread{'s' if threads != 1 else ''}" if threads else "")
+            + (f" of {cores} cores" if cores else "")
+        )
+    elif meta.get("hardware"):
+        parts.append(str(meta["hardware"]))
+    if meta.get("max_seq_length"):
+        parts.append(f"both models at max_seq_length {meta['max_seq_length']}")
+    if meta.get("batching") in _BATCHING:
+        parts.append(_BATCHING[meta["batching"]])
+    return "; ".join(parts) or None
 
 
 def _meta(report: Any) -> dict:

@@ -44,14 +44,15 @@ EVAL = {
     "mrl_quant": {"leaf": {"cisi": {"dim=128": 0.3611, "dim=64": 0.3302, "binary": 0.3011, "int8": 0.3877}}},
 }
 BENCH = {
-    "meta": {"hardware": "2 CPU cores (test)"},
+    "meta": {"cpu": "AMD EPYC (test)", "cores": 2, "threads": 1, "max_seq_length": 384, "batching": "sorted"},
     "results": [
         {"model": "teacher", "backend": "torch", "kind": "queries", "batch_size": 32, "throughput": 11.25,
          "min_latency_ms": 88.5, "median_latency_ms": 91.5},
         {"model": "leaf", "backend": "onnx", "kind": "queries", "batch_size": 32, "throughput": 141.75,
          "min_latency_ms": 7.25, "median_latency_ms": 7.75},
     ],
-    "summary": {"onnx": {"documents_speedup": 6.4, "queries_speedup": 12.6, "max_batch_under_100ms": {"leaf": 128}}},
+    "summary": {"onnx": {"documents_speedup": 6.4, "queries_speedup": 12.6, "max_batch_under_100ms": {
+        "teacher": {"queries": 4, "documents": None}, "leaf": {"queries": 24, "documents": 2}}}},
 }  # fmt: skip
 
 
@@ -121,6 +122,12 @@ def test_leaf_card_carries_the_run_facts(leaf_dir, capsys):
         < mrl_header.index("binary")
     )
     assert "12.6x" in body and "141.8" in body  # bench summary and rows
+    # ... and what they were measured on, from the keys leaf-hub bench writes
+    assert (
+        "Measured with `leaf-hub bench` on AMD EPYC (test), 1 thread of 2 cores; both models at "
+        "max_seq_length 384; batches sorted by length, as `encode` forms them." in body
+    )
+    assert "| onnx | 6.4x | 12.6x | queries: teacher 4 / leaf 24; documents: teacher none / leaf 2 |" in body
     # usage: every way of running the model, with the repo id
     for snippet in (
         'SentenceTransformer("tester/tiny-leaf")',
