@@ -9,8 +9,10 @@ call-by-call turns, ``--suffix`` to keep such a run beside the default one):
 - ``cisi-queries``: the CISI queries, information needs written as sentences or paragraphs (98 tokens on
   average, against 155 for the CISI documents), timed alone.
 
-Both models at the same max_seq_length (384). Writes ``bench/results/inference_{search,cisi-queries}_{N}t.
-{json,md,png}``.
+Both models at the same max_seq_length (384); each batch size times one pool of 48 texts (full batches at
+every size), cut into batches the way ``encode`` forms them (sorted by length; ``--batching arrival`` for
+batches in arrival order, as an online server sees them). Writes
+``bench/results/inference_{search,cisi-queries}_{N}t.{json,md,png}``.
 
     python bench/inference.py --leaf bench/.cache/cosine_vs_time_leaf
 """
@@ -41,15 +43,16 @@ def search_queries(n: int = 1000, seed: int = 0) -> list[str]:
 
 
 def main() -> None:
-    from leaf_hub.bench import BACKENDS, INTERLEAVE, read_texts, run_benchmark, write_report
+    from leaf_hub.bench import BACKENDS, BATCHING, INTERLEAVE, read_texts, run_benchmark, write_report
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--leaf", default=str(ROOT / "bench" / ".cache" / "cosine_vs_time_leaf"))
     parser.add_argument("--teacher", default=TEACHER)
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--pool", type=int, default=24, help="texts timed at every batch size")
+    parser.add_argument("--pool", type=int, default=48, help="texts timed at every batch size")
     parser.add_argument("--interleave", choices=INTERLEAVE, default="repeat")
+    parser.add_argument("--batching", choices=BATCHING, default="sorted")
     parser.add_argument("--sets", default="search,cisi-queries", help="comma-separated: search, cisi-queries")
     parser.add_argument(
         "--backends",
@@ -101,6 +104,7 @@ def main() -> None:
                 pool_size=args.pool,
                 kinds=kinds,
                 interleave=args.interleave,
+                batching=args.batching,
             )
             output = Path(args.output_dir) / f"inference_{name}_{threads}t{args.suffix}.json"
             paths = write_report(report, output)

@@ -98,6 +98,14 @@ def test_results_are_complete_and_consistent(bench_run, tiny_leaf_dir, tiny_teac
     assert meta["max_seq_length"] == 32 and meta["threads"] == 1 and meta["repeats"] == 3
     assert meta["leaf"] == str(tiny_leaf_dir) and meta["teacher"] == str(tiny_teacher_dir)  # outside the cwd
     assert meta["interleave"] == "repeat" and "interleaved per repeat" in meta["protocol"]
+    assert meta["batching"] == "sorted" and "sorted by length, longest first" in meta["protocol"]
+    # The model card words the setup from these keys.
+    from leaf_hub.model_card import bench_setup
+
+    assert bench_setup(meta) == (
+        f"{meta['cpu']}, 1 thread of {meta['cores']} cores; both models at max_seq_length 32; "
+        "batches sorted by length, as `encode` forms them"
+    )
     # One thread per model: the tokenizer kept to one too (unless the user's environment says otherwise).
     assert meta["tokenizer_parallelism"] == os.environ.get(
         "TOKENIZERS_PARALLELISM", "true" if (os.cpu_count() or 1) <= 1 else "false"
@@ -263,15 +271,61 @@ def test_tokenizer_parallelism_is_set_for_the_run_and_restored(monkeypatch):
 
 
 def test_every_batch_size_times_the_same_pool_of_texts():
-    texts = [f"text {i}" for i in range(10)]
+    texts = [f"text {i}" + " word" * (i % 4) for i in range(10)]
     pool = _pool(texts, 24)
     assert pool == _pool(texts, 24) and len(pool) == 24  # seeded; cycles through the 10 texts
     assert sorted(set(pool)) == sorted(texts) and pool[:10] != texts  # shuffled, all texts present
+    by_length = sorted(pool, key=len, reverse=True)
+    assert by_length != pool
     for b in (1, 2, 4, 8, 16, 24):
-        batches = _batches(pool, b)
-        assert [t for batch in batches for t in batch] == pool
-        assert all(len(batch) == b for batch in batches[:-1]) and 0 < len(batches[-1]) <= b
+        for batching, order in (("arrival", pool), ("sorted", by_length)):
+            batches = _batches(pool, b, batching)
+            # Arrival: the pool's own order; sorted: longest first, the order encode batches a list in.
+            assert [t for batch in batches for t in batch] == order
+            assert all(len(batch) == b for batch in batches[:-1]) and 0 < len(batches[-1]) <= b
+    assert _batches(pool, 8) == _batches(pool, 8, "sorted")  # the default
+    with pytest.raises(LeafHubError, match="unknown --batching 'random'; choose from sorted, arrival"):
+        _batches(pool, 8, "random")
     assert _pool(texts, 4, seed=1) != _pool(texts, 4, seed=2)
+
+
+@pytest.mark.parametrize("batching", ["sorted", "arrival"])
+def test_the_models_encode_the_batches_of_the_chosen_order(
+    batching, tiny_leaf_dir, tiny_teacher_dir, monkeypatch
+):
+    """Both models get the same batches: length-sorted (as encode forms them) or in arrival order."""
+    from leaf_hub import bench
+
+    texts = ["a b c d e f g h", "a", "a b c d", "a b", "a b c d e f", "a b c"]
+    pool = _pool(texts, 6)
+    assert pool != sorted(pool, key=len, reverse=True)  # so the two orders differ
+    seen: dict[str, list[list[str]]] = {"teacher": [], "leaf": []}
+    original = bench._Models.runner
+
+    def runner(self, role, backend, allow_spinning=False):
+        result = original(self, role, backend, allow_spinning)
+        calls = dict(result._encode)
+
+        def encode(kind, batch, role=role):
+            seen[role].append(list(batch))
+            calls[kind](batch)
+
+        result.encode = encode
+        return result
+
+    monkeypatch.setattr(bench._Models, "runner", runner)
+    report = bench.run_benchmark(
+        str(tiny_leaf_dir), str(tiny_teacher_dir), backends=["torch"], queries=texts, documents=texts,
+        batch_sizes=[2], repeats=1, threads=1, pool_size=6, kinds=["queries"], batching=batching,
+    )  # fmt: skip
+    order = sorted(pool, key=len, reverse=True) if batching == "sorted" else pool
+    expected = [order[0:2], order[2:4], order[4:6]]
+    warm_up = [texts[:4]]  # untimed, before the timed batches
+    assert seen["teacher"] == seen["leaf"] == warm_up + expected
+    assert report["meta"]["batching"] == batching
+    assert ("sorted by length" in report["meta"]["protocol"]) == (batching == "sorted")
+    with pytest.raises(LeafHubError, match="--batching"):
+        bench.run_benchmark(str(tiny_leaf_dir), str(tiny_teacher_dir), batching="by-size")
 
 
 def test_models_take_turns_per_repeat_or_per_batch():
@@ -421,6 +475,10 @@ def test_cli_errors(tmp_path, capsys, tiny_leaf_dir, tiny_teacher_dir, text_file
     assert "--pool 4 is smaller than the largest batch size 8" in capsys.readouterr().err
     assert main([*base, "--kinds", "queries,docs", *files]) == 2
     assert "unknown kind(s) of text ['queries', 'docs']" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main([*base, "--batching", "random", *files])
+    assert exc.value.code == 2
+    assert "--batching: invalid choice: 'random'" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main([*base, "--batch-sizes", "1,two"])
     assert exc.value.code == 2
