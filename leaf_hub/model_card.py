@@ -384,7 +384,7 @@ _BATCHING = {
 def bench_setup(meta: dict) -> str | None:
     """What a bench report's speed-ups were measured on, in words: CPU, threads, sequence length, batching.
 
-    A ratio means little without them (one thread or two moves it by 10%, unsorted batches by more).
+    A ratio means little without them (here one thread or two moved it by 10%, the batching by 6%).
     """
     parts = []
     if meta.get("cpu"):
