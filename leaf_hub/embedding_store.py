@@ -65,11 +65,10 @@ def model_fingerprint(model) -> str:
     cached = _FINGERPRINTS.get(model)
     if cached is not None:
         return cached
-    from leaf_hub.onnx_encoder import OnnxEncoder
+    from leaf_hub.models import is_onnx_graph, weights_fingerprint
 
-    if isinstance(model, OnnxEncoder):  # an exported graph: its file, not torch weights
-        return model.fingerprint()
-    from leaf_hub.models import weights_fingerprint
+    if is_onnx_graph(model):  # graph file, tokenizer and max_seq_length: no torch modules to list
+        return weights_fingerprint(model)
 
     parts = {
         "weights": weights_fingerprint(model),

@@ -357,7 +357,7 @@ def bench_tables(report: Any) -> dict:
                 "under_100ms": under,
             }
         )
-    return {"rows": rows, "summary": summary_rows, "meta": _meta(report), "setup": bench_setup(_meta(report))}
+    return {"rows": rows, "summary": summary_rows, "setup": bench_setup(_meta(report))}
 
 
 def _under_budget(under: Any) -> Any:

@@ -94,15 +94,22 @@ def model_id(model) -> str:
     return getattr(model, "_model_name_or_path", None) or "unknown"
 
 
+def is_onnx_graph(model) -> bool:
+    """Whether ``model`` is an :class:`~leaf_hub.onnx_encoder.OnnxEncoder` (an exported graph, no torch weights).
+
+    Told apart by its ``fingerprint`` method, not by importing the class: the Space vendors this module
+    without ONNX Runtime.
+    """
+    return callable(getattr(model, "fingerprint", None))
+
+
 def weights_fingerprint(model) -> str:
     """A short hash of the model's parameters: identifies a teacher independent of where it came from.
 
-    For an :class:`~leaf_hub.onnx_encoder.OnnxEncoder`, the hash of its graph (weights included) instead.
-    (Told apart by that method, not imported: the Space vendors this module without ONNX Runtime.)
+    For an exported graph (:func:`is_onnx_graph`), the hash of its graph file (weights included) instead.
     """
-    graph_fingerprint = getattr(model, "fingerprint", None)
-    if callable(graph_fingerprint):
-        return graph_fingerprint()
+    if is_onnx_graph(model):
+        return model.fingerprint()
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
