@@ -37,7 +37,7 @@ def write_results(path: str | Path, results: dict) -> None:
 @dataclass
 class Prepared:
     base: object  # the untrained leaf (random projection), a SentenceTransformer
-    data: object  # leaf_hub.train.TrainData: the first n_train texts train, the last n_val validate
+    data: object  # leaf_hub.training.loop.TrainData: the first n_train texts train, the last n_val validate
     prompts: dict
     texts: list[str]
     kinds: list[str]
@@ -52,12 +52,12 @@ def prepare(
     student_spec: str = STUDENT,
     backend: str = "torch",
 ) -> Prepared:
-    from leaf_hub.distill import tokenize_for_leaf
     from leaf_hub.leaf import build_leaf
     from leaf_hub.models import load_model
-    from leaf_hub.teacher_cache import TeacherCache
     from leaf_hub.teachers import load_teacher
-    from leaf_hub.train import TrainData
+    from leaf_hub.teachers.cache import TeacherCache
+    from leaf_hub.training.data import TrainData
+    from leaf_hub.training.distill import tokenize_for_leaf
 
     texts, kinds = read_texts(n_train + n_val)
     # The cache's build time is part of "from scratch": measured when built, recorded beside the cache,
@@ -88,9 +88,9 @@ def prepare(
 
 def warm_start(leaf, data, n: int = 20000, seed: int = 0) -> dict:
     """Fit the projection by ridge regression, as ``leaf-hub distill`` does by default."""
-    from leaf_hub.distill import pooled_embeddings
     from leaf_hub.leaf import projection
-    from leaf_hub.warm_start import fit_ridge_projection, set_projection
+    from leaf_hub.training.distill import pooled_embeddings
+    from leaf_hub.training.warm_start import fit_ridge_projection, set_projection
 
     rows = data.train_idx[np.random.default_rng(seed).permutation(len(data.train_idx))[:n]]
     pooled = pooled_embeddings(leaf, [data.input_ids[i] for i in rows], data.pad_token_id)
@@ -117,7 +117,7 @@ def run_recipe(prepared: Prepared, recipe: Recipe, out: Path, **limits) -> dict:
     """Train a copy of the base leaf with ``recipe``; returns its curve (from metrics.jsonl) and summary."""
     import copy
 
-    from leaf_hub.train import TrainConfig, train
+    from leaf_hub.training.loop import TrainConfig, train
 
     leaf = copy.deepcopy(prepared.base)
     start = time.perf_counter()

@@ -122,8 +122,8 @@ def main() -> None:
 
 def write_validation_texts(prepared, path: Path) -> None:
     """The held-out texts, in the file ``leaf-hub distill`` writes (``--alignment-texts`` of evaluate)."""
-    from leaf_hub.distill import write_validation
-    from leaf_hub.texts import TextRecord
+    from leaf_hub.data.texts import TextRecord
+    from leaf_hub.training.distill import write_validation
 
     source = str(SHARED_TRAIN.relative_to(ROOT.parent))
     write_validation(
@@ -135,7 +135,7 @@ def parse_overrides(items: list[str]) -> dict:
     """``["cycles=1", "lr=2e-4"]`` -> ``{"cycles": 1, "lr": 0.0002}``, typed by TrainConfig's annotations."""
     from dataclasses import fields
 
-    from leaf_hub.train import TrainConfig
+    from leaf_hub.training.loop import TrainConfig
 
     # Annotations are strings here (``from __future__ import annotations``): "int | None" -> int.
     kinds = {"int": int, "float": float, "str": str, "bool": lambda v: v.lower() == "true"}

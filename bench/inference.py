@@ -1,6 +1,6 @@
 """Leaf vs teacher inference speed (``leaf-hub bench``) on short search queries, CISI queries and documents.
 
-The paper's Table 8 protocol, run through :func:`leaf_hub.bench.run_benchmark` at 1 and 2 threads, ONNX
+The paper's Table 8 protocol, run through :func:`leaf_hub.evaluation.benchmark.run_benchmark` at 1 and 2 threads, ONNX
 Runtime fp32 and int8 (``--backends torch`` for PyTorch, ``--interleave batch`` for the protocol's old
 call-by-call turns, ``--suffix`` to keep such a run beside the default one):
 
@@ -43,7 +43,14 @@ def search_queries(n: int = 1000, seed: int = 0) -> list[str]:
 
 
 def main() -> None:
-    from leaf_hub.bench import BACKENDS, BATCHING, INTERLEAVE, read_texts, run_benchmark, write_report
+    from leaf_hub.evaluation.benchmark import (
+        BACKENDS,
+        BATCHING,
+        INTERLEAVE,
+        read_texts,
+        run_benchmark,
+        write_report,
+    )
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--leaf", default=str(ROOT / "bench" / ".cache" / "cosine_vs_time_leaf"))

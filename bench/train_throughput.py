@@ -43,13 +43,14 @@ def main() -> None:
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.losses import MSELoss
 
-    from leaf_hub.distill import pooled_embeddings, tokenize_for_leaf
     from leaf_hub.leaf import build_leaf, projection
     from leaf_hub.models import load_model
-    from leaf_hub.teacher_cache import TeacherCache
     from leaf_hub.teachers import load_teacher
-    from leaf_hub.train import TrainConfig, TrainData, train, validate
-    from leaf_hub.warm_start import fit_ridge_projection, set_projection
+    from leaf_hub.teachers.cache import TeacherCache
+    from leaf_hub.training.data import TrainData
+    from leaf_hub.training.distill import pooled_embeddings, tokenize_for_leaf
+    from leaf_hub.training.loop import TrainConfig, train, validate
+    from leaf_hub.training.warm_start import fit_ridge_projection, set_projection
 
     n_val = 256
     texts, kinds = read_texts(args.texts + n_val)

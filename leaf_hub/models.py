@@ -95,7 +95,7 @@ def model_id(model) -> str:
 
 
 def is_onnx_graph(model) -> bool:
-    """Whether ``model`` is an :class:`~leaf_hub.onnx_encoder.OnnxEncoder` (an exported graph, no torch weights).
+    """Whether ``model`` is an :class:`~leaf_hub.export.onnx_encoder.OnnxEncoder` (an exported graph, no torch weights).
 
     Told apart by its ``fingerprint`` method, not by importing the class: the Space vendors this module
     without ONNX Runtime.

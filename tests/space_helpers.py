@@ -14,8 +14,8 @@ from embedding_server import free_port
 
 @contextmanager
 def launched_space(leaf_dir: Path, teacher_dir: Path, report_dir: Path | None = None) -> Iterator[str]:
-    """The app of ``leaf_hub.space.build_app`` served on 127.0.0.1; yields its URL."""
-    from leaf_hub.space import build_app, launch_kwargs
+    """The app of ``leaf_hub.space.app.build_app`` served on 127.0.0.1; yields its URL."""
+    from leaf_hub.space.app import build_app, launch_kwargs
 
     demo = build_app(str(leaf_dir), str(teacher_dir), report_dir=report_dir)
     _, url, _ = demo.launch(

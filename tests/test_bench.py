@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from leaf_hub.bench import (
+from leaf_hub.cli import main
+from leaf_hub.errors import LeafHubError
+from leaf_hub.evaluation.benchmark import (
     KINDS,
     MODELS,
     _batches,
@@ -23,8 +25,6 @@ from leaf_hub.bench import (
     summarize,
     to_markdown,
 )
-from leaf_hub.cli import main
-from leaf_hub.errors import LeafHubError
 
 BATCH_SIZES = [1, 2, 4]
 BACKENDS = ["torch", "onnx", "onnx-int8"]
@@ -100,7 +100,7 @@ def test_results_are_complete_and_consistent(bench_run, tiny_leaf_dir, tiny_teac
     assert meta["interleave"] == "repeat" and "interleaved per repeat" in meta["protocol"]
     assert meta["batching"] == "sorted" and "sorted by length, longest first" in meta["protocol"]
     # The model card words the setup from these keys.
-    from leaf_hub.model_card import bench_setup
+    from leaf_hub.hub.card import bench_setup
 
     assert bench_setup(meta) == (
         f"{meta['cpu']}, 1 thread of {meta['cores']} cores; both models at max_seq_length 32; "
@@ -209,7 +209,7 @@ def test_each_turn_has_the_process_to_itself(
     """Per-repeat turns: a fresh spinning session per turn, alone; per-batch: both loaded, not spinning."""
     import weakref
 
-    from leaf_hub import bench
+    from leaf_hub.evaluation import benchmark as bench
 
     _, cache = bench_run
     alive: weakref.WeakSet = weakref.WeakSet()
@@ -247,7 +247,7 @@ def test_each_turn_has_the_process_to_itself(
 
 
 def test_reports_show_model_folders_under_the_working_directory_relative(tmp_path, monkeypatch):
-    from leaf_hub.bench import _shown_path
+    from leaf_hub.evaluation.benchmark import _shown_path
 
     (tmp_path / "runs" / "leaf").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
@@ -258,7 +258,7 @@ def test_reports_show_model_folders_under_the_working_directory_relative(tmp_pat
 
 
 def test_tokenizer_parallelism_is_set_for_the_run_and_restored(monkeypatch):
-    from leaf_hub.bench import _tokenizer_parallelism
+    from leaf_hub.evaluation.benchmark import _tokenizer_parallelism
 
     monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
     with _tokenizer_parallelism(False):
@@ -294,7 +294,7 @@ def test_the_models_encode_the_batches_of_the_chosen_order(
     batching, tiny_leaf_dir, tiny_teacher_dir, monkeypatch
 ):
     """Both models get the same batches: length-sorted (as encode forms them) or in arrival order."""
-    from leaf_hub import bench
+    from leaf_hub.evaluation import benchmark as bench
 
     texts = ["a b c d e f g h", "a", "a b c d", "a b", "a b c d e f", "a b c"]
     pool = _pool(texts, 6)
@@ -438,7 +438,7 @@ def test_default_texts_prefer_cisi(shared_data):
 
 
 def test_default_texts_fall_back_to_the_builtin_corpus(tmp_path, monkeypatch):
-    import leaf_hub.bench as bench
+    import leaf_hub.evaluation.benchmark as bench
 
     monkeypatch.setattr(bench, "CISI", tmp_path / "no-cisi")
     queries, documents, sources = default_texts()

@@ -1,4 +1,4 @@
-"""The Space's computations (leaf_hub.compare) on the tiny teacher and leaf, checked against
+"""The Space's computations (leaf_hub.space.compare) on the tiny teacher and leaf, checked against
 SentenceTransformer.similarity, sentence-transformers' quantize_embeddings and scipy."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from sentence_transformers import SentenceTransformer, quantize_embeddings
 
-from leaf_hub import compare as C
 from leaf_hub.cli import main
 from leaf_hub.errors import LeafHubError
+from leaf_hub.space import compare as C
 
 QUERY = "which city has the best music"
 DOCS = [

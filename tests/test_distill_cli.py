@@ -176,7 +176,7 @@ def test_distill_under_accelerate_launch_with_two_processes(tmp_path, tiny_teach
         )
         == 0
     )
-    from leaf_hub.teacher_cache import TeacherCache
+    from leaf_hub.teachers.cache import TeacherCache
 
     shards = sorted(p.name for p in (out / "teacher-cache").glob("shard-*.npz"))
     assert len(shards) == 5 and shards == sorted(

@@ -10,7 +10,7 @@ import pytest
 from eval_helpers import WORDS
 from sentence_transformers import SentenceTransformer
 
-from leaf_hub.embedding_store import EmbeddingStore, default_cache_dir, texts_hash
+from leaf_hub.evaluation.embedding_store import EmbeddingStore, default_cache_dir, texts_hash
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_resumes_after_interruption(teacher, tmp_path, caplog):
     partial = next(tmp_path.rglob("*.partial"))
     assert len(list(partial.glob("*.npy"))) == 3  # three batches of 4 saved
     store = EmbeddingStore(tmp_path)
-    with caplog.at_level(logging.INFO, logger="leaf_hub.embedding_store"):
+    with caplog.at_level(logging.INFO, logger="leaf_hub.evaluation.embedding_store"):
         resumed = store.encode(teacher, texts, "document", batch_size=4, checkpoint_every=4)
     assert "resuming after 12 of 40 texts" in caplog.text
     np.testing.assert_allclose(resumed, teacher.encode_document(texts), atol=1e-5)

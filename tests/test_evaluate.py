@@ -11,11 +11,11 @@ import torch
 from eval_helpers import synthetic_beir, write_sts_plain
 from sentence_transformers import SentenceTransformer
 
-from leaf_hub.alignment import embedding_distance
 from leaf_hub.cli import main
-from leaf_hub.evaluate import checkpoint_val_l2, default_dims, mrl_quant_variants, parse_dims
-from leaf_hub.retrieval import evaluate_embeddings, load_beir_folder
-from leaf_hub.sts import evaluate_sts, read_pairs_file
+from leaf_hub.evaluation.alignment import embedding_distance
+from leaf_hub.evaluation.evaluate import checkpoint_val_l2, default_dims, mrl_quant_variants, parse_dims
+from leaf_hub.evaluation.retrieval import evaluate_embeddings, load_beir_folder
+from leaf_hub.evaluation.sts import evaluate_sts, read_pairs_file
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -115,7 +115,7 @@ def test_end_to_end_report(tmp_path, cache, leaf_copy, tiny_teacher_dir, data, c
 
 def test_onnx_backends_score_the_exported_graphs(tmp_path, cache, leaf_copy, tiny_teacher_dir, data, capsys):
     """--leaf-backend / --teacher-backend evaluate what is served: the ONNX exports, fp32 or int8 weights."""
-    from leaf_hub.onnx_encoder import OnnxEncoder
+    from leaf_hub.export.onnx_encoder import OnnxEncoder
 
     common = ["--leaf", leaf_copy, "--teacher", tiny_teacher_dir, "--retrieval", data["beir"], "--no-plots",
               "--no-mrl-quant", "--batch-size", "8"]  # fmt: skip
@@ -173,7 +173,7 @@ def test_onnx_backends_score_the_exported_graphs(tmp_path, cache, leaf_copy, tin
 def test_onnx_providers_follow_the_device(monkeypatch, caplog):
     import onnxruntime
 
-    from leaf_hub.evaluate import onnx_providers
+    from leaf_hub.evaluation.evaluate import onnx_providers
 
     assert onnx_providers(None) == onnx_providers("cpu") == ["CPUExecutionProvider"]
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])

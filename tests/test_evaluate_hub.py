@@ -20,8 +20,8 @@ import pytest
 from eval_helpers import synthetic_beir, write_beir, write_sts_plain
 
 from leaf_hub.cli import main
-from leaf_hub.retrieval import NANOBEIR_ID
-from leaf_hub.sts import STSB_HUB_ID
+from leaf_hub.evaluation.retrieval import NANOBEIR_ID
+from leaf_hub.evaluation.sts import STSB_HUB_ID
 
 
 def _parquet(rows: list[dict]) -> bytes:
@@ -190,7 +190,7 @@ def test_unknown_hub_names_are_clear_errors(hub_datasets, tmp_path, leaf_copy, t
 MTEB_SCRIPT = """
 import json, sys
 import mteb
-from leaf_hub.mteb_adapter import mteb_encoder
+from leaf_hub.evaluation.mteb_adapter import mteb_encoder
 
 pair = mteb_encoder(sys.argv[1], sys.argv[2])  # leaf queries, teacher documents
 tasks = mteb.get_tasks(tasks=["NanoSciFactRetrieval"])
@@ -207,7 +207,7 @@ def test_an_unmodified_mteb_task_loads_from_the_hub_and_agrees(
     import numpy as np
     from sentence_transformers import SentenceTransformer
 
-    from leaf_hub.retrieval import evaluate_embeddings, load_beir_folder
+    from leaf_hub.evaluation.retrieval import evaluate_embeddings, load_beir_folder
 
     dataset = mteb.get_tasks(tasks=["NanoSciFactRetrieval"])[0].metadata.dataset
     folder = collections["scifact"]

@@ -15,8 +15,8 @@ from conftest import STUDENT_ID, TEACHER_ID
 from eval_helpers import write_beir
 
 from leaf_hub.cli import main
-from leaf_hub.embedding_store import EmbeddingStore
-from leaf_hub.retrieval import evaluate_embeddings, load_beir_folder, run_from_search, search
+from leaf_hub.evaluation.embedding_store import EmbeddingStore
+from leaf_hub.evaluation.retrieval import evaluate_embeddings, load_beir_folder, run_from_search, search
 
 pytestmark = pytest.mark.integration
 

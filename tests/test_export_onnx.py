@@ -18,7 +18,7 @@ from transformers import MPNetConfig, MPNetModel
 
 from leaf_hub.cli import main
 from leaf_hub.errors import LeafHubError
-from leaf_hub.export_onnx import (
+from leaf_hub.export.onnx import (
     SAMPLE_DOCUMENTS,
     SAMPLE_QUERIES,
     activation_outlier_ratios,
@@ -27,7 +27,7 @@ from leaf_hub.export_onnx import (
     export_model,
     quantize,
 )
-from leaf_hub.onnx_encoder import OnnxEncoder
+from leaf_hub.export.onnx_encoder import OnnxEncoder
 
 TEXTS = ["a short query", "The teacher embeds documents once, the leaf embeds queries.", "one two three"]
 
@@ -189,7 +189,7 @@ def test_ensure_onnx_exports_once_into_the_cache(tmp_path, tiny_teacher_dir):
 
 def test_export_cache_key_ignores_reports_but_not_model_files(tmp_path, tiny_leaf_dir):
     """Evaluate and card write reports into the leaf folder: that must not force a new export."""
-    from leaf_hub.export_onnx import _source_key
+    from leaf_hub.export.onnx import _source_key
 
     folder = shutil.copytree(tiny_leaf_dir, tmp_path / "leaf")
     key = _source_key(folder)[1]
@@ -216,7 +216,7 @@ def test_cli_errors(tmp_path, capsys, tiny_leaf_dir, tiny_teacher_dir):
     assert "does not exist" in capsys.readouterr().err
 
     # A Router pair is not one graph.
-    from leaf_hub.pair import write_pair
+    from leaf_hub.export.pair import write_pair
 
     pair = write_pair(tiny_leaf_dir, tiny_teacher_dir, tmp_path / "pair", verify=False)
     assert main(["export", "--model", str(pair)]) == 2

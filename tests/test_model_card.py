@@ -11,7 +11,7 @@ import pytest
 from huggingface_hub import DatasetCard, ModelCard
 
 from leaf_hub.cli import main
-from leaf_hub.model_card import CARD_MARKER, render_card
+from leaf_hub.hub.card import CARD_MARKER, render_card
 
 TEACHER = "sentence-transformers/all-mpnet-base-v2"
 STUDENT = "sentence-transformers/all-MiniLM-L6-v2"

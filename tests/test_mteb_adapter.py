@@ -16,8 +16,8 @@ from sentence_transformers import SentenceTransformer  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from leaf_hub.errors import LeafHubError  # noqa: E402
-from leaf_hub.mteb_adapter import LeafMtebEncoder, mteb_encoder  # noqa: E402
-from leaf_hub.retrieval import evaluate_embeddings, load_beir_folder  # noqa: E402
+from leaf_hub.evaluation.mteb_adapter import LeafMtebEncoder, mteb_encoder  # noqa: E402
+from leaf_hub.evaluation.retrieval import evaluate_embeddings, load_beir_folder  # noqa: E402
 
 
 @pytest.fixture(scope="module")

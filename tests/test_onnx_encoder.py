@@ -14,8 +14,8 @@ import pytest
 from sentence_transformers import SentenceTransformer
 
 from leaf_hub.errors import LeafHubError
-from leaf_hub.export_onnx import export_model
-from leaf_hub.onnx_encoder import OnnxEncoder
+from leaf_hub.export.onnx import export_model
+from leaf_hub.export.onnx_encoder import OnnxEncoder
 
 TEXTS = [
     "what is a leaf model",
@@ -202,7 +202,7 @@ def test_bare_transformer_graph_is_refused(tmp_path, leaf_dir):
 def test_encoder_never_imports_torch(leaf_dir):
     code = (
         "import sys\n"
-        "from leaf_hub.onnx_encoder import OnnxEncoder\n"
+        "from leaf_hub.export.onnx_encoder import OnnxEncoder\n"
         f"enc = OnnxEncoder({str(leaf_dir)!r}, quantized=True)\n"
         "v = enc.encode_query(['what is a leaf', 'a longer query about the teacher'], batch_size=1)\n"
         "assert v.shape == (2, 48), v.shape\n"

@@ -27,8 +27,8 @@ def test_wheel_ships_card_templates_and_renders_a_card(tmp_path, tiny_leaf_dir):
     )  # fmt: skip
     (wheel,) = wheels.glob("leaf_hub-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    templates = sorted(p.name for p in (ROOT / "model_cards").glob("*.j2"))
-    assert templates and all(f"leaf_hub/model_cards/{name}" in names for name in templates)
+    templates = sorted(p.name for p in (ROOT / "leaf_hub" / "hub" / "templates").glob("*.j2"))
+    assert templates and all(f"leaf_hub/hub/templates/{name}" in names for name in templates)
 
     target = tmp_path / "site"
     subprocess.run(
@@ -38,7 +38,7 @@ def test_wheel_ships_card_templates_and_renders_a_card(tmp_path, tiny_leaf_dir):
     leaf = tmp_path / "leaf"
     shutil.copytree(tiny_leaf_dir, leaf)
     script = (
-        "import leaf_hub, sys; from leaf_hub.model_card import TEMPLATES_DIR, render_card;"
+        "import leaf_hub, sys; from leaf_hub.hub.card import TEMPLATES_DIR, render_card;"
         "print(leaf_hub.__file__); print(TEMPLATES_DIR); print(render_card(sys.argv[1])[:2000])"
     )
     env = {**os.environ, "PYTHONPATH": str(target)}
@@ -51,6 +51,6 @@ def test_wheel_ships_card_templates_and_renders_a_card(tmp_path, tiny_leaf_dir):
         text=True,
     ).stdout.splitlines()
     assert out[0].startswith(str(target)), "the test must import the installed wheel, not the checkout"
-    assert out[1] == str(target / "leaf_hub" / "model_cards")
+    assert out[1] == str(target / "leaf_hub" / "hub" / "templates")
     card = "\n".join(out[2:])
     assert card.startswith("---\n") and "knowledge-distillation" in card

@@ -10,8 +10,8 @@ import pytest
 from sentence_transformers import SentenceTransformer
 
 from leaf_hub.cli import main
+from leaf_hub.export.pair import PAIR_MANIFEST
 from leaf_hub.models import weights_fingerprint
-from leaf_hub.pair import PAIR_MANIFEST
 
 
 def _pair(leaf, teacher, output, *extra: str) -> int:

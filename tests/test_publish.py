@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from leaf_hub.cli import main
-from leaf_hub.model_card import CARD_MARKER
+from leaf_hub.hub.card import CARD_MARKER
 
 TEXTS = ["what is a leaf model?", "The cat sat on the mat.", "Distillation makes small models fast."]
 

@@ -11,9 +11,9 @@ import pytrec_eval
 from eval_helpers import cisi_subset, synthetic_beir, write_beir
 
 from leaf_hub.cli import main
-from leaf_hub.embedding_store import EmbeddingStore
 from leaf_hub.errors import LeafHubError
-from leaf_hub.retrieval import (
+from leaf_hub.evaluation.embedding_store import EmbeddingStore
+from leaf_hub.evaluation.retrieval import (
     build_dataset,
     evaluate_embeddings,
     load_beir_folder,
@@ -133,7 +133,7 @@ def test_loader_counts_unjudged_queries_and_missing_documents(tmp_path, caplog):
         [{"_id": "q1", "text": "one"}, {"_id": "q2", "text": "two"}, {"_id": "q3", "text": "three"}],
         [("q1", "1", 1), ("q1", "99", 2), ("q2", "2", 1), ("q9", "1", 1)],
     )
-    with caplog.at_level(logging.INFO, logger="leaf_hub.retrieval"):
+    with caplog.at_level(logging.INFO, logger="leaf_hub.evaluation.retrieval"):
         ds = load_beir_folder(folder)
     assert ds.docs == ["A title  body", "only text", ""]
     assert ds.stats["judged_queries"] == 2

@@ -1,4 +1,4 @@
-"""The running Space (leaf_hub.space.build_app on 127.0.0.1) driven through gradio_client and HTTP."""
+"""The running Space (leaf_hub.space.app.build_app on 127.0.0.1) driven through gradio_client and HTTP."""
 
 from __future__ import annotations
 
@@ -174,7 +174,7 @@ def test_page_and_card_facts_are_served(app_url):
 def test_build_app_from_loaded_models_without_reports(tiny_teacher_dir, tiny_leaf_dir, monkeypatch, tmp_path):
     import gradio as gr
 
-    from leaf_hub.space import build_app
+    from leaf_hub.space.app import build_app
 
     # Reports are read from the leaf folder or report_dir only, never from the working directory.
     monkeypatch.chdir(tmp_path)
@@ -220,7 +220,7 @@ def test_entry_points_serve_the_app(entry, tiny_leaf_dir, tiny_teacher_dir, expe
 def test_real_teacher_and_leaf(offline_models, tmp_path):
     """The real all-mpnet-base-v2 teacher with a leaf built on all-MiniLM-L6-v2 (768-d projection)."""
     from leaf_hub.leaf import build_leaf
-    from leaf_hub.space import build_app
+    from leaf_hub.space.app import build_app
 
     teacher_id, student_id = (
         "sentence-transformers/all-mpnet-base-v2",

@@ -93,7 +93,7 @@ def read_table(page, elem_id: str, n_rows: int, n_cols: int) -> list[list[str]]:
 
 
 def expected_columns(teacher, leaf, query, docs, dim=None, precision="none"):
-    from leaf_hub.compare import transform
+    from leaf_hub.space.compare import transform
 
     q_t, d_t = teacher.encode_query([query]), teacher.encode_document(docs)
     q_l, d_l = leaf.encode_query([query]), leaf.encode_document(docs)
@@ -165,7 +165,7 @@ def test_dimension_slider_rescores_the_table(page, models):
 
 
 def test_example_fills_the_inputs(page):
-    from leaf_hub.compare import EXAMPLES
+    from leaf_hub.space.compare import EXAMPLES
 
     page.get_by_text(EXAMPLES[1][0], exact=True).first.click()
     page.wait_for_function("q => document.querySelector('#query textarea').value === q", arg=EXAMPLES[1][0])
@@ -173,7 +173,7 @@ def test_example_fills_the_inputs(page):
 
 
 def test_too_many_documents_show_a_clear_error(page, tmp_path):
-    from leaf_hub.compare import MAX_DOCUMENTS
+    from leaf_hub.space.compare import MAX_DOCUMENTS
 
     page.locator("#query textarea").fill("q")
     page.locator("#documents textarea").fill("\n".join(f"doc {i}" for i in range(MAX_DOCUMENTS + 3)))

@@ -18,15 +18,22 @@ import yaml
 from embedding_server import free_port
 from space_helpers import stop, wait_for_app
 
-from leaf_hub import space_export as E
 from leaf_hub.cli import main
+from leaf_hub.space import export as E
 
 REPO = Path(__file__).resolve().parents[1]
 TEACHER_ID = "sentence-transformers/all-mpnet-base-v2"
 LEAF_REPO = "tester/tiny-leaf"
 QUERY = "what is a good book about the history of music"
 DOCS = ["a history of music in the old city", "the red car is fast", "music and language: a book"]
-APP_MODULES = {"__init__.py", "compare.py", "errors.py", "models.py", "space.py"}
+APP_MODULES = {
+    "__init__.py",
+    "errors.py",
+    "models.py",
+    "space/__init__.py",
+    "space/app.py",
+    "space/compare.py",
+}
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -65,16 +72,22 @@ def test_export_writes_a_self_contained_space(exported):
     for name in APP_MODULES:  # vendored as they are
         assert (exported / "leaf_hub" / name).read_bytes() == (REPO / "leaf_hub" / name).read_bytes()
     # The copy is closed under imports: every leaf_hub module it imports is in it (the exporter aside).
-    for path in (exported / "leaf_hub").glob("*.py"):
+    def vendored(name: str) -> bool:
+        base = exported.joinpath(*name.split("."))
+        return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
+
+    for path in (exported / "leaf_hub").rglob("*.py"):
         for node in _imports(path):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
-            if isinstance(node, ast.ImportFrom) and node.module == "leaf_hub":
-                names = [
-                    f"leaf_hub.{a.name}" for a in node.names if (REPO / "leaf_hub" / f"{a.name}.py").is_file()
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("leaf_hub"):
+                names = [node.module] + [
+                    f"{node.module}.{a.name}"
+                    for a in node.names
+                    if (REPO.joinpath(*node.module.split(".")) / f"{a.name}.py").is_file()
                 ]
             for name in names:
                 if name.startswith("leaf_hub.") and name not in E.NOT_VENDORED:
-                    assert (exported / "leaf_hub" / f"{name.split('.')[1]}.py").is_file(), (path.name, name)
+                    assert vendored(name), (path.name, name)
 
     meta = _front_matter(exported / "README.md")
     assert meta["sdk"] == "gradio" and meta["app_file"] == "app.py" and meta["sdk_version"] == E.SDK_VERSION
@@ -98,7 +111,7 @@ def test_requirements_cover_every_third_party_import(exported):
         assert metadata.version(req.name)
     providers = metadata.packages_distributions()
     imported = set()
-    for path in [exported / "app.py", *(exported / "leaf_hub").glob("*.py")]:
+    for path in [exported / "app.py", *(exported / "leaf_hub").rglob("*.py")]:
         for node in _imports(path):
             if isinstance(node, ast.Import):
                 imported.update(a.name.split(".")[0] for a in node.names)
@@ -192,9 +205,13 @@ def test_exported_app_runs_on_its_vendored_copy(exported, tmp_path, tiny_leaf_di
     finally:
         stop(proc)
     origins = dict(json.loads(line) for line in log.read_text().splitlines())
-    assert {"leaf_hub", "leaf_hub.space", "leaf_hub.compare", "leaf_hub.models", "leaf_hub.errors"} <= set(
-        origins
-    )
+    assert {
+        "leaf_hub",
+        "leaf_hub.space.app",
+        "leaf_hub.space.compare",
+        "leaf_hub.models",
+        "leaf_hub.errors",
+    } <= set(origins)
     for name, origin in origins.items():
         assert Path(origin).is_relative_to(exported.resolve()), (name, origin)
 

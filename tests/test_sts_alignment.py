@@ -10,10 +10,10 @@ import pytest
 from eval_helpers import write_sts_plain
 from scipy.stats import spearmanr
 
-from leaf_hub.alignment import embedding_distance, load_alignment_texts
 from leaf_hub.cli import main
 from leaf_hub.errors import LeafHubError
-from leaf_hub.sts import StsDataset, evaluate_sts, load_sts, read_pairs_file
+from leaf_hub.evaluation.alignment import embedding_distance, load_alignment_texts
+from leaf_hub.evaluation.sts import StsDataset, evaluate_sts, load_sts, read_pairs_file
 
 
 def test_stsb_layout_with_quotes_and_extra_columns(tmp_path):

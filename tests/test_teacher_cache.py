@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from leaf_hub.errors import LeafHubError
-from leaf_hub.teacher_cache import TeacherCache
+from leaf_hub.teachers.cache import TeacherCache
 
 
 class CountingTeacher:

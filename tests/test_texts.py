@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from leaf_hub.errors import LeafHubError
-from leaf_hub.texts import (
+from leaf_hub.data.texts import (
     LEAF_PAPER_MIX,
     TextSet,
     bert_tokens,
@@ -23,6 +22,7 @@ from leaf_hub.texts import (
     describe_preset,
     load_texts,
 )
+from leaf_hub.errors import LeafHubError
 
 
 def write_jsonl(path: Path, rows: list[dict], compress: bool = False) -> Path:
@@ -242,7 +242,7 @@ def test_unreachable_hub_is_detected_once(monkeypatch):
     """Without HF_HUB_OFFLINE, one connection attempt finds the Hub unreachable (a closed local port here)."""
     from embedding_server import free_port
 
-    from leaf_hub import texts
+    from leaf_hub.data import texts
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
@@ -327,7 +327,7 @@ def test_builtin_corpus_is_large_mixed_and_deterministic():
     # Built again in a fresh interpreter with another hash seed (set order changes): the same texts, in order.
     digest = hashlib.sha256(json.dumps(builtin_corpus()).encode()).hexdigest()
     code = (
-        "import hashlib, json; from leaf_hub.texts import builtin_corpus; "
+        "import hashlib, json; from leaf_hub.data.texts import builtin_corpus; "
         "print(hashlib.sha256(json.dumps(builtin_corpus()).encode()).hexdigest())"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}

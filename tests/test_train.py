@@ -7,12 +7,14 @@ import pytest
 import torch
 from sentence_transformers import SentenceTransformer
 
-from leaf_hub import train as train_module
-from leaf_hub.batching import length_grouped_batches
-from leaf_hub.distill import pooled_embeddings, split_validation, tokenize_for_leaf
+from leaf_hub.errors import ConfigError
 from leaf_hub.leaf import build_leaf, projection
-from leaf_hub.train import TrainConfig, TrainData, lr_factor, train
-from leaf_hub.warm_start import fit_ridge_projection, set_projection
+from leaf_hub.training import loop as train_module
+from leaf_hub.training.batching import length_grouped_batches
+from leaf_hub.training.data import TrainData
+from leaf_hub.training.distill import pooled_embeddings, split_validation, tokenize_for_leaf
+from leaf_hub.training.loop import TrainConfig, lr_factor, train
+from leaf_hub.training.warm_start import fit_ridge_projection, set_projection
 
 WORDS = (
     "the cat dog house car tree water fire city music science history language computer data network".split()
@@ -115,8 +117,9 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path, tiny_student_dir, 
     with pytest.raises(KeyboardInterrupt):
         train(leaf, data, tmp_path / "killed", config)
     monkeypatch.setattr(train_module, "leaf_loss", real_loss)
-    with pytest.raises(Exception, match="--resume"):
+    with pytest.raises(ConfigError, match="set resume to continue") as refused:  # the library's words
         train(leaf, data, tmp_path / "killed", config)
+    assert refused.value.option == "resume" and "--resume" in refused.value.for_flag("--resume")
     fresh, data = _setup(tiny_student_dir, seed=1)
     with torch.no_grad():  # scramble the weights: resume must restore everything from the saved state
         for p in fresh.parameters():
@@ -194,7 +197,7 @@ def test_dropout_while_training_and_the_saved_config_keeps_its_own(tmp_path, tin
     assert in_training == ({0.0} if dropout == 0.0 else {own})
     # Without dropout a train-mode forward pass is deterministic; with it, two passes differ.
     leaf.train()
-    batch = train_module.collate([data.input_ids[i] for i in data.train_idx[:8]], data.pad_token_id)
+    batch = data.batch(data.train_idx[:8], with_target=False)
     a, b = (leaf(dict(batch))["sentence_embedding"] for _ in range(2))
     assert torch.equal(a, b) == (dropout == 0.0)
     saved = SentenceTransformer(str(tmp_path / "leaf"), device="cpu")

@@ -15,7 +15,7 @@ import pytest
 from chat_server import ChatServer
 
 from leaf_hub.cli import main
-from leaf_hub.vocab import Journal, mentions, parse_answer, validate_answer
+from leaf_hub.data.vocabulary import Journal, mentions, parse_answer, validate_answer
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = ["apple", "bank", "run", "carry", "boxes", "zebra", "make", "tree", "music", "river"]

@@ -725,7 +725,7 @@ def write_outputs(
         "counts": {**asdict(summary), "wordnet_reader": wordnet.reader_name if wordnet else None},
     }
     _write_text(output / "build.json", json.dumps(build, indent=2, ensure_ascii=False) + "\n")
-    from leaf_hub.model_card import is_generated_card, render_dataset_card, vocabulary_facts
+    from leaf_hub.hub.card import is_generated_card, render_dataset_card, vocabulary_facts
 
     readme = output / "README.md"
     if readme.is_file() and not is_generated_card(readme.read_text(encoding="utf-8", errors="replace")):
@@ -735,7 +735,7 @@ def write_outputs(
 
 
 def _write_text(path: Path, text: str) -> None:
-    from leaf_hub.model_card import write_text_atomic
+    from leaf_hub.hub.card import write_text_atomic
 
     write_text_atomic(path, text)
 
@@ -748,7 +748,7 @@ def _write_parquet(path: Path, rows: list[dict]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from leaf_hub.model_card import replace_atomic
+    from leaf_hub.hub.card import replace_atomic
 
     table = pa.table(
         {"word": [r["word"] for r in rows], "text": [r["text"] for r in rows]},
@@ -810,7 +810,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from leaf_hub.publish import quiet_http_logs
+    from leaf_hub.hub.publish import quiet_http_logs
 
     quiet_http_logs()
     if args.vocab_action != "build":  # pragma: no cover - argparse enforces the choice

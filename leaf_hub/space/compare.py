@@ -5,7 +5,7 @@ same documents are comparable: the teacher alone, the leaf alone, and the asymme
 teacher documents: how a leaf is used against an index the teacher built). This module embeds once,
 then rescores under any Matryoshka truncation and int8 / binary quantization without embedding again, and
 measures how far the rankings agree. It is plain Python over loaded models, so the Gradio UI
-(:mod:`leaf_hub.space`) stays thin and these functions are tested directly.
+(:mod:`leaf_hub.space.app`) stays thin and these functions are tested directly.
 
 Every score is ``model.similarity(a, b)`` of the (possibly truncated and quantized) embeddings; the
 teacher's similarity function scores the asymmetric pair, because the pair is searched in its space.

@@ -12,7 +12,7 @@ model of that shape exports: a leaf, its teacher (MPNet has no token_type_ids, B
 
 Files (``DIR/onnx/``): ``model.onnx`` (fp32), ``model_quantized.onnx`` (int8 weights, dynamic
 quantization: the name the ecosystem looks for) and ``export.json`` (what was checked). Each export checks
-itself through the torch-free :class:`~leaf_hub.onnx_encoder.OnnxEncoder` (so tokenization is checked
+itself through the torch-free :class:`~leaf_hub.export.onnx_encoder.OnnxEncoder` (so tokenization is checked
 too) on real queries and documents, one of them longer than the model's sequence limit:
 max abs difference to PyTorch <= 1e-4 for fp32, mean cosine >= 0.99 for int8. Files are written under
 temporary names and renamed only when both checks pass, so a failed export leaves nothing that looks
@@ -48,9 +48,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from leaf_hub.atomic import atomic_write_json, finish_temp
 from leaf_hub.errors import LeafHubError
-from leaf_hub.onnx_encoder import FP32_FILE, INT8_FILE, ONNX_SUBFOLDER
+from leaf_hub.export.onnx_encoder import FP32_FILE, INT8_FILE, ONNX_SUBFOLDER
+from leaf_hub.files import atomic_write_json, finish_temp
 
 logger = logging.getLogger(__name__)
 
@@ -458,7 +458,7 @@ def _quantize_checked(
     report: ExportReport,
 ) -> None:
     """Quantize, keeping more outlier-input MatMuls in fp32 until the int8 model passes its check."""
-    from leaf_hub.onnx_encoder import OnnxEncoder
+    from leaf_hub.export.onnx_encoder import OnnxEncoder
 
     fp32_encoder = OnnxEncoder(model_dir, onnx_file=fp32_path)
     feeds = [fp32_encoder.tokenize(queries), fp32_encoder.tokenize(documents)]
@@ -539,14 +539,14 @@ def export_model(
 
     ``output_dir`` defaults to the model folder itself. When it is another folder (always for a Hub id),
     the sentence-transformers model is saved there too, so it is a complete model folder that
-    :class:`~leaf_hub.onnx_encoder.OnnxEncoder` and ``SentenceTransformer`` both load. ``model`` may pass
+    :class:`~leaf_hub.export.onnx_encoder.OnnxEncoder` and ``SentenceTransformer`` both load. ``model`` may pass
     the already loaded model of ``model_name_or_path``.
     """
     import numpy as np
     import torch
 
+    from leaf_hub.export.onnx_encoder import OnnxEncoder
     from leaf_hub.models import load_model
-    from leaf_hub.onnx_encoder import OnnxEncoder
 
     started = time.perf_counter()
     source = Path(str(model_name_or_path)).expanduser()

@@ -1,7 +1,7 @@
 """``leaf-hub space --export DIR``: write a Hugging Face Space folder that deploys as it is.
 
 leaf-hub is not on PyPI, so a Space cannot ``pip install`` it. The export therefore vendors the few
-``leaf_hub`` modules the app runs on (found by following the imports of :mod:`leaf_hub.space`, not by a
+``leaf_hub`` modules the app runs on (found by following the imports of :mod:`leaf_hub.space.app`, not by a
 hand-kept list) into ``DIR/leaf_hub/``, next to an ``app.py`` that imports that copy first, and writes a
 ``requirements.txt`` of exactly the third-party packages those modules import, with leaf-hub's own lower
 bounds. ``README.md`` carries the Space front matter (sdk, app_file, the leaf and teacher as ``models:``,
@@ -34,11 +34,11 @@ from leaf_hub.errors import LeafHubError
 logger = logging.getLogger(__name__)
 
 PACKAGE = "leaf_hub"
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 # What app.py imports; the package's __init__ always runs first.
-APP_ENTRY = ("leaf_hub", "leaf_hub.space")
-# Imported by leaf_hub.space only for `leaf-hub space --export`, which never runs inside a Space.
-NOT_VENDORED = frozenset({"leaf_hub.space_export"})
+APP_ENTRY = ("leaf_hub", "leaf_hub.space.app")
+# Imported by leaf_hub.space.app only for `leaf-hub space --export`, which never runs inside a Space.
+NOT_VENDORED = frozenset({"leaf_hub.space.export"})
 SPACE_SDK = "gradio"
 # The gradio release the app was built and tested with; the Space installs exactly this one.
 SDK_VERSION = "6.31.0"
@@ -53,7 +53,7 @@ _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"
 APP_TEMPLATE = Template('''\
 """Hugging Face Space entry point: compare a leaf embedding model with its teacher.
 
-The app is ``leaf_hub.space.build_app``. A Space written by ``leaf-hub space --export`` carries the few
+The app is ``leaf_hub.space.app.build_app``. A Space written by ``leaf-hub space --export`` carries the few
 leaf_hub modules it needs in ``leaf_hub/`` next to this file, and imports that copy ahead of any installed
 leaf-hub (which is not on PyPI); the repository's ``space/`` folder uses the installed package or the
 checkout around it. Which models it shows comes from the Space variables ``LEAF_MODEL`` and
@@ -78,7 +78,7 @@ elif find_spec("leaf_hub") is None:  # space/ in a checkout without `pip install
     sys.path.insert(0, str(HERE.parent))
 
 try:
-    from leaf_hub.space import build_app, launch_kwargs
+    from leaf_hub.space.app import build_app, launch_kwargs
 except ModuleNotFoundError as exc:
     if exc.name != "leaf_hub":
         raise

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from leaf_hub.atomic import atomic_write_bytes, atomic_write_json
 from leaf_hub.errors import LeafHubError
+from leaf_hub.files import atomic_write_bytes, atomic_write_json
 
 logger = logging.getLogger(__name__)
 

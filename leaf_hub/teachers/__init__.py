@@ -138,8 +138,8 @@ class OnnxRuntimeTeacher(SentenceTransformerTeacher):
     MIN_COSINE = 0.9999
 
     def __init__(self, model: Any, source: str, batch_size: int = 64, prompts=None, name: str | None = None):
-        from leaf_hub.export_onnx import ensure_onnx
-        from leaf_hub.onnx_encoder import OnnxEncoder
+        from leaf_hub.export.onnx import ensure_onnx
+        from leaf_hub.export.onnx_encoder import OnnxEncoder
 
         super().__init__(model, batch_size=batch_size, prompts=prompts, name=name)
         folder = ensure_onnx(source, quantized=False, model=model)

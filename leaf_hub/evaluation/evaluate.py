@@ -168,8 +168,8 @@ def load_encoder(name: str, backend: str, device: str | None = None):
         from leaf_hub.models import load_model
 
         return load_model(name, device=device)
-    from leaf_hub.export_onnx import ensure_onnx
-    from leaf_hub.onnx_encoder import OnnxEncoder
+    from leaf_hub.export.onnx import ensure_onnx
+    from leaf_hub.export.onnx_encoder import OnnxEncoder
 
     quantized = backend == "onnx-int8"
     return OnnxEncoder(
@@ -233,7 +233,7 @@ class Evaluator:
 
     def retrieval(self, ds, dims: list[int] | None) -> tuple[dict, dict]:
         """(results[mode] metrics, mrl_quant[mode] variants) for one collection."""
-        from leaf_hub.retrieval import evaluate_embeddings
+        from leaf_hub.evaluation.retrieval import evaluate_embeddings
 
         queries, docs = self.retrieval_embeddings(ds)
         results, variants = {}, {}
@@ -248,7 +248,7 @@ class Evaluator:
 
     def overlaps(self, queries: dict, docs: dict, k: int = 10) -> dict[str, float]:
         """Share of the teacher's top-k also in the leaf's (standard) and the pair's (asymmetric) top-k."""
-        from leaf_hub.retrieval import topk_overlap
+        from leaf_hub.evaluation.retrieval import topk_overlap
 
         tq, td, lq, ld = queries["teacher"], docs["teacher"], queries["leaf"], docs["leaf"]
         return {"leaf": topk_overlap(lq, ld, tq, td, k), "asymmetric": topk_overlap(lq, td, tq, td, k)}
@@ -258,7 +258,7 @@ class Evaluator:
         return self.overlaps(queries, docs)
 
     def sts(self, ds) -> dict[str, dict[str, float]]:
-        from leaf_hub.sts import evaluate_sts
+        from leaf_hub.evaluation.sts import evaluate_sts
 
         sentences, _, _ = ds.unique_sentences()
         emb = {r: self.embed(r, sentences, "text", f"{ds.name} sentences") for r in ("teacher", "leaf")}
@@ -269,7 +269,7 @@ class Evaluator:
         """Mean L2 / cosine over (texts, task, label) groups, each encoded with its task's prompt."""
         import numpy as np
 
-        from leaf_hub.alignment import embedding_distance
+        from leaf_hub.evaluation.alignment import embedding_distance
 
         teacher, leaf = [], []
         for texts, task, label in groups:
@@ -290,7 +290,7 @@ def mrl_quant_variants(ds, query_emb, doc_emb, dims: list[int]) -> dict[str, flo
     import numpy as np
     from sentence_transformers.util import quantize_embeddings
 
-    from leaf_hub.retrieval import evaluate_embeddings
+    from leaf_hub.evaluation.retrieval import evaluate_embeddings
 
     out: dict[str, float] = {}
     for d in dims:
@@ -363,8 +363,8 @@ def run_checkpoints(run_dir: Path) -> list[tuple[str, Path]]:
 
 
 def evaluate_checkpoints(evaluator: Evaluator, run_dir: Path, ds, device: str | None) -> list[dict[str, Any]]:
+    from leaf_hub.evaluation.retrieval import evaluate_embeddings
     from leaf_hub.models import load_model
-    from leaf_hub.retrieval import evaluate_embeddings
 
     records = _records(run_dir / "metrics.jsonl")
     checkpoints = run_checkpoints(run_dir)
@@ -434,9 +434,9 @@ def _alignment_source(args, run_dir: Path | None, leaf: str) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    from leaf_hub.alignment import load_alignment_texts
-    from leaf_hub.retrieval import load_retrieval
-    from leaf_hub.sts import load_sts
+    from leaf_hub.evaluation.alignment import load_alignment_texts
+    from leaf_hub.evaluation.retrieval import load_retrieval
+    from leaf_hub.evaluation.sts import load_sts
 
     if args.batch_size < 1:
         raise LeafHubError(f"--batch-size {args.batch_size} must be at least 1")
@@ -469,7 +469,7 @@ def run(args: argparse.Namespace) -> int:
             f"{backends['leaf']} or evaluate the exported leaf on its own with --leaf"
         )
 
-    from leaf_hub.embedding_store import EmbeddingStore, model_fingerprint
+    from leaf_hub.evaluation.embedding_store import EmbeddingStore, model_fingerprint
     from leaf_hub.models import is_normalized, weights_fingerprint
 
     store = EmbeddingStore(args.cache_dir, memory_only=args.no_cache)
@@ -602,8 +602,8 @@ def run(args: argparse.Namespace) -> int:
     if checkpoints:
         report["checkpoints"] = checkpoints
 
-    from leaf_hub.model_card import leaf_report_name
-    from leaf_hub.report import write_atomic, write_report
+    from leaf_hub.evaluation.report import write_atomic, write_report
+    from leaf_hub.hub.card import leaf_report_name
 
     written = write_report(report, output, plots=not args.no_plots)
     leaf_path = Path(leaf_name).expanduser()
@@ -643,7 +643,7 @@ def _version() -> str:
 
 
 def _print_summary(report: dict[str, Any]) -> None:
-    from leaf_hub.report import results_table
+    from leaf_hub.evaluation.report import results_table
 
     print("\n".join(results_table(report["results"])))
     t = report["meta"]["timing"]

@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from leaf_hub.offline_models import install_offline_models
+    from leaf_hub.hub.offline_models import install_offline_models
 
     for hub_id, path in install_offline_models().items():
         print(f"{hub_id}: {path}")

@@ -6,7 +6,7 @@ Two measures need no relevance judgments at all:
   the same text (the quantity LEAF minimizes; a run's validation split is the natural input);
 - on any corpus plus queries, the share of the teacher's top-10 documents that the leaf also ranks in its
   top-10, in standard mode (leaf queries against leaf documents) and asymmetric mode (leaf queries against
-  teacher documents), as in the paper's Table 6 example. See :func:`leaf_hub.retrieval.topk_overlap`.
+  teacher documents), as in the paper's Table 6 example. See :func:`leaf_hub.evaluation.retrieval.topk_overlap`.
 
 Held-out texts come from a text file (one per line), a JSON-lines file (optionally gzipped) with a ``text``
 field and optionally ``type`` = ``query`` | ``document`` (which picks the prompt), or a run folder whose

@@ -45,10 +45,10 @@ documents) and each batch size (default 1, 2, 4, 8, 16, 24), both models embed t
   smaller operators (the leaf). The cores other processes kept busy just before, and the load average
   before and after, are recorded in the report.
 
-The ONNX rows run :class:`~leaf_hub.onnx_encoder.OnnxEncoder` on the whole-model graphs; a model folder
-without them is exported once into the leaf-hub cache (see :func:`leaf_hub.export_onnx.ensure_onnx`).
+The ONNX rows run :class:`~leaf_hub.export.onnx_encoder.OnnxEncoder` on the whole-model graphs; a model folder
+without them is exported once into the leaf-hub cache (see :func:`leaf_hub.export.onnx.ensure_onnx`).
 Default texts: the CISI queries and documents (title + text) from the development data beside the
-checkout when present, else the built-in corpus of ``leaf_hub.texts``; ``--queries`` / ``--documents``
+checkout when present, else the built-in corpus of ``leaf_hub.data.texts``; ``--queries`` / ``--documents``
 take any file.
 
 Writes ``OUTPUT`` (JSON: meta, results, summary), ``OUTPUT.md`` and ``OUTPUT.png`` (throughput vs batch
@@ -74,8 +74,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from leaf_hub.atomic import atomic_write_path
 from leaf_hub.errors import LeafHubError
+from leaf_hub.files import atomic_write_path
 from leaf_hub.models import BACKENDS
 
 logger = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 24)
 INTERLEAVE = ("repeat", "batch")
 BATCHING = ("sorted", "arrival")
 LATENCY_BUDGET_MS = 100.0
-CISI = Path(__file__).resolve().parents[2] / "shared" / "data" / "eval" / "cisi"
+CISI = Path(__file__).resolve().parents[3] / "shared" / "data" / "eval" / "cisi"
 
 
 # -- texts --------------------------------------------------------------------------------------------
@@ -129,19 +129,19 @@ def read_texts(path: str | os.PathLike) -> list[str]:
 def _builtin_texts() -> tuple[list[str], list[str], str]:
     """Queries and paragraph-length documents from leaf-hub's built-in corpus (Python's own docs)."""
     try:
-        from leaf_hub.texts import builtin_corpus
+        from leaf_hub.data.texts import builtin_corpus
 
         corpus = builtin_corpus()
         queries = [t for t, kind in corpus if kind == "query"]
         # Documents of at least 30 words: single sentences would make "documents" look like queries.
         documents = [t for t, kind in corpus if kind == "document" and len(t.split()) >= 30]
         if queries and documents:
-            return queries, documents, "leaf_hub.texts.builtin_corpus (Python documentation)"
+            return queries, documents, "leaf_hub.data.texts.builtin_corpus (Python documentation)"
     except ImportError:  # pragma: no cover - texts.py ships with the package
         pass
-    from leaf_hub.export_onnx import SAMPLE_DOCUMENTS, SAMPLE_QUERIES
+    from leaf_hub.export.onnx import SAMPLE_DOCUMENTS, SAMPLE_QUERIES
 
-    return list(SAMPLE_QUERIES), list(SAMPLE_DOCUMENTS), "leaf_hub.export_onnx samples"
+    return list(SAMPLE_QUERIES), list(SAMPLE_DOCUMENTS), "leaf_hub.export.onnx samples"
 
 
 def default_texts(
@@ -243,8 +243,8 @@ class _Models:
 
             torch.set_num_threads(self.threads)
             return _torch_runner(self.torch_model(role))
-        from leaf_hub.export_onnx import ensure_onnx, has_whole_graph
-        from leaf_hub.onnx_encoder import OnnxEncoder
+        from leaf_hub.export.onnx import ensure_onnx, has_whole_graph
+        from leaf_hub.export.onnx_encoder import OnnxEncoder
 
         quantized = backend == "onnx-int8"
         name = self.names[role]

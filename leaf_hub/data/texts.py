@@ -85,7 +85,7 @@ DATA_SPEC_HELP = (
     "training texts; repeatable. FILE (.jsonl/.json/.txt/.parquet/.csv/.tsv, .gz too), hf:DATASET, "
     "bert-tokens, words, words:PATH, builtin or preset:leaf-paper, optionally followed by "
     "'::key=value,...' (column=, type_column=, kind=query|document, limit=, config=, split=); "
-    "see leaf_hub/texts.py"
+    "see leaf_hub/data/texts.py"
 )
 
 
@@ -403,6 +403,16 @@ def _expand_preset(spec: str, name: str, options: dict[str, str]) -> list[_Sourc
 # --------------------------------------------------------------------------------------------------
 # Loading.
 # --------------------------------------------------------------------------------------------------
+
+
+def check_specs(specs: list[str] | str) -> None:
+    """Parse every spec and check its files exist, reading nothing: bad specs fail before models load."""
+    if isinstance(specs, str):
+        specs = [specs]
+    if not specs:
+        raise LeafHubError(f"no training data given; pass --data with {_FORMS}")
+    for spec in specs:
+        _parse_spec(spec)
 
 
 def load_texts(

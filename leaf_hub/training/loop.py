@@ -17,7 +17,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -26,76 +26,13 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from leaf_hub.batching import length_grouped_batches, random_batches
-from leaf_hub.errors import LeafHubError
+from leaf_hub.errors import ConfigError, LeafHubError
 from leaf_hub.leaf import projection
+from leaf_hub.training.batching import length_grouped_batches, random_batches
+from leaf_hub.training.config import TrainConfig
+from leaf_hub.training.data import TrainData
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainConfig:
-    batch_size: int = 32
-    # Per-group learning rates: the body (backbone) at twice the paper's 1e-4, the projection ("head") at
-    # the paper's 1e-4; both decay to a tenth. The ridge warm start already fits the head, and a large head
-    # rate undoes it (bench/warm_start_schedules.py: lr 3e-4 dropped the cosine from 0.682 to 0.641 in 50
-    # steps), while the body learns faster at 2e-4: held-out cosine 0.755 against 0.745 after 30 minutes
-    # (bench/cosine_vs_time.py, 12k texts) and 0.705 against 0.700 when overfitting 4k texts for ~6 epochs
-    # (bench/overfitting.py). The paper's single rate: lr=1e-4, min_lr=1e-5, head_lr=None.
-    lr: float = 2e-4
-    min_lr: float = 2e-5
-    weight_decay: float = 0.01
-    beta1: float = 0.9
-    beta2: float = 0.999
-    cycles: int = 3
-    epochs_per_cycle: int = 10
-    warmup_steps: int = 0
-    head_lr: float | None = 1e-4  # learning rate of the projection; None = lr
-    max_steps: int | None = None
-    max_minutes: float | None = None
-    eval_every: int = 100
-    save_every: int = 100
-    gradient_accumulation_steps: int = 1
-    mixed_precision: str = "no"
-    length_grouping: bool = True
-    # Dropout of the backbone while training; None keeps the backbone's own (0.1 for BERT-likes). Off by
-    # default: the target is a fixed vector, not a label to regularize towards, and dropout's masks cost a
-    # third of a CPU forward pass. bench/dropout.py (12k mixed texts, warm start, 300 steps): held-out
-    # cosine 0.712 in 275 s without it, 0.709 in 365 s with the backbone's 0.1.
-    dropout: float | None = 0.0
-    keep_checkpoints: int | None = None
-    seed: int = 0
-
-
-@dataclass
-class TrainData:
-    """Pre-tokenized texts (the leaf's tokenizer, prompts applied) and their teacher embeddings."""
-
-    input_ids: list[list[int]]
-    targets: np.ndarray  # (n, d_teacher) float32
-    train_idx: np.ndarray
-    val_idx: np.ndarray
-    pad_token_id: int
-
-
-def collate(input_ids: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
-    width = max(len(ids) for ids in input_ids)
-    ids = torch.full((len(input_ids), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(input_ids), width), dtype=torch.long)
-    for row, seq in enumerate(input_ids):
-        ids[row, : len(seq)] = torch.tensor(seq)
-        mask[row, : len(seq)] = 1
-    return {"input_ids": ids, "attention_mask": mask}
-
-
-class _Rows:
-    def __init__(self, data: TrainData):
-        self.data = data
-
-    def collate(self, rows: list[int]):
-        batch = collate([self.data.input_ids[i] for i in rows], self.data.pad_token_id)
-        batch["target"] = torch.from_numpy(self.data.targets[rows])
-        return batch
 
 
 def lr_factor(step: int, total: int, cycles: int, lr: float, min_lr: float, warmup: int) -> float:
@@ -128,14 +65,11 @@ def validate(model, data: TrainData, batch_size: int, device) -> dict[str, float
     was_training = model.training
     model.eval()
     l2, cos = [], []
-    idx = data.val_idx[np.argsort([len(data.input_ids[i]) for i in data.val_idx], kind="stable")]
+    idx = data.val_idx[np.argsort(data.lengths[data.val_idx], kind="stable")]
     for start in range(0, len(idx), batch_size):
-        rows = idx[start : start + batch_size].tolist()
-        batch = {
-            k: v.to(device) for k, v in collate([data.input_ids[i] for i in rows], data.pad_token_id).items()
-        }
+        batch = {k: v.to(device) for k, v in data.batch(idx[start : start + batch_size]).items()}
+        target = batch.pop("target")
         pred = model(batch)["sentence_embedding"].float()
-        target = torch.from_numpy(data.targets[rows]).to(device)
         l2.append((pred - target).norm(dim=1).cpu())
         cos.append(torch.nn.functional.cosine_similarity(pred, target, dim=1).cpu())
     model.train(was_training)
@@ -162,23 +96,27 @@ def _state_dir(out: Path) -> Path | None:
     return None
 
 
+def has_saved_state(out: str | os.PathLike) -> bool:
+    """Whether ``out`` holds the resumable state of an earlier run."""
+    return _state_dir(Path(out)) is not None
+
+
 def train(leaf, data: TrainData, out: Path, config: TrainConfig, resume: bool = False) -> dict:
     """Train ``leaf`` in place; writes checkpoints, the best leaf (``out/leaf``) and metrics under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     saved = _state_dir(out)
     if saved is not None and not resume:
-        raise LeafHubError(
-            f"{out} holds the saved state of an earlier run; pass --resume to continue it, "
-            "or choose another --output"
+        raise ConfigError(
+            "resume",
+            f"{out} holds the saved state of an earlier run; set {{option}} to continue it, or choose another output",
         )
     accelerator = Accelerator(
         mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.gradient_accumulation_steps
     )
     set_seed(config.seed)
-    rows = _Rows(data)
     if config.dropout is not None:
         set_dropout(leaf, config.dropout)
-    _freeze_unused_parameters(leaf, rows.collate(data.train_idx[: config.batch_size].tolist()))
+    _freeze_unused_parameters(leaf, data.batch(data.train_idx[: config.batch_size]))
     head = list(projection(leaf).parameters())
     head_ids = {id(p) for p in head}
     body = [p for p in leaf.parameters() if id(p) not in head_ids and p.requires_grad]
@@ -278,18 +216,16 @@ def train(leaf, data: TrainData, out: Path, config: TrainConfig, resume: bool = 
         epoch = progress["epoch"]
         make = length_grouped_batches if config.length_grouping else random_batches
         if config.length_grouping:
-            local = make(
-                [len(data.input_ids[i]) for i in data.train_idx], config.batch_size, config.seed, epoch
-            )
+            local = make(data.lengths[data.train_idx], config.batch_size, config.seed, epoch)
         else:
             local = make(len(data.train_idx), config.batch_size, config.seed, epoch)
         # Each process takes every num_processes-th batch; equal counts keep DDP's collectives in step.
         mine = local[accelerator.process_index :: accelerator.num_processes][
             : len(local) // accelerator.num_processes or 1
         ]
-        batches = [data.train_idx[b].tolist() for b in mine]
+        batches = [data.train_idx[b] for b in mine]
         # A plain generator, not a DataLoader: its iterator would draw from the global RNG and shift dropout.
-        loader = (rows.collate(b) for b in batches[progress["batch_in_epoch"] :])
+        loader = (data.batch(b) for b in batches[progress["batch_in_epoch"] :])
         for batch in loader:
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             # Dropout masks are a pure function of (seed, epoch, batch, process): a resumed run replays them

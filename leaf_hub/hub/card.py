@@ -1,4 +1,4 @@
-"""Model and dataset cards: README.md files rendered from the templates in ``model_cards/`` with a run's facts.
+"""Model and dataset cards: README.md files rendered from the templates in ``templates/`` with a run's facts.
 
 A card is only as good as its facts, so every number comes from files written by earlier stages (the leaf's
 ``leaf_run.json``, ``eval_report.json``, ``bench_report.json``; a pair's router config; the Vocabulary
@@ -20,8 +20,8 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from leaf_hub.atomic import atomic_write_text, finish_temp
 from leaf_hub.errors import LeafHubError
+from leaf_hub.files import atomic_write_text, finish_temp
 from leaf_hub.models import BACKENDS
 
 logger = logging.getLogger(__name__)
@@ -31,16 +31,7 @@ CARD_MARKER = (
 )
 
 
-def _templates_dir() -> Path:
-    """``leaf_hub/model_cards`` in an installed wheel; the repo's top-level ``model_cards/`` in a checkout."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "model_cards", here.parent / "model_cards"):
-        if (candidate / "leaf.md.j2").is_file():
-            return candidate
-    return here / "model_cards"
-
-
-TEMPLATES_DIR = _templates_dir()
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 MODEL_KINDS = ("leaf", "pair")
 DATASET_KINDS = ("vocabulary", "teacher-cache")
 PAPER_URL = "https://arxiv.org/abs/2509.12539"
@@ -659,7 +650,7 @@ def vocabulary_facts(folder: Path) -> dict:
 
 
 def cache_facts(folder: Path) -> dict:
-    """Facts of a teacher-embedding cache folder (``leaf_hub.teacher_cache``): its ``manifest.json`` and shards."""
+    """Facts of a teacher-embedding cache folder (``leaf_hub.teachers.cache``): its ``manifest.json`` and shards."""
     manifest = read_json(folder / "manifest.json")
     manifest = manifest if isinstance(manifest, dict) else {}
     shards = sorted(

@@ -5,7 +5,7 @@ Hub dataset in the same layout (``hf:mteb/scifact``: configs ``corpus``, ``queri
 ``qrels``), or from NanoBEIR by name (``nanobeir:scifact``). The protocol is BEIR's:
 
 - document text = ``(title + " " + text).strip()``; queries get the query prompt, documents the document
-  prompt (that is the encoders' business, see :mod:`leaf_hub.embedding_store`);
+  prompt (that is the encoders' business, see :mod:`leaf_hub.evaluation.embedding_store`);
 - only queries with at least one judgment are scored; the others are skipped and counted, and judged
   documents missing from the corpus are warned about and counted;
 - nDCG@k uses graded gains ``rel / log2(rank + 1)`` (trec_eval's ``ndcg_cut``, which BEIR reports) and

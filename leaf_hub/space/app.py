@@ -3,8 +3,8 @@
 :func:`build_app` builds the whole app from two models (loaded once, at build time); ``space/app.py``
 calls it with model ids from the environment so the same app runs on a Hugging Face Space, and
 ``leaf-hub space --leaf DIR --teacher ID`` runs it locally; ``leaf-hub space --export DIR`` writes a Space
-folder that deploys as it is (:mod:`leaf_hub.space_export`). The numbers come from
-:mod:`leaf_hub.compare`; this module only lays them out and turns input errors into ``gr.Error``
+folder that deploys as it is (:mod:`leaf_hub.space.export`). The numbers come from
+:mod:`leaf_hub.space.compare`; this module only lays them out and turns input errors into ``gr.Error``
 messages. Besides the UI, the app serves ``/compare`` (query, documents one per line -> score table) for
 ``gradio_client`` scripts.
 """
@@ -62,7 +62,7 @@ def build_app(
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
 
-    from leaf_hub import compare as C
+    from leaf_hub.space import compare as C
 
     leaf_model, leaf_name = _load(leaf, leaf_name, "leaf")
     teacher_model, teacher_name = _load(teacher, teacher_name, "teacher")
@@ -273,7 +273,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _export(args: argparse.Namespace, teacher: str) -> int:
     """``--export DIR``: write the Space folder instead of serving the app, and say how to publish it."""
-    from leaf_hub.space_export import export_space
+    from leaf_hub.space.export import export_space
 
     if args.report_dir:
         raise LeafHubError(

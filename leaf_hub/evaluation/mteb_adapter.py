@@ -11,7 +11,7 @@ clustering, classification). :class:`LeafMtebEncoder` routes each call:
 Usage (users online; mteb downloads the tasks)::
 
     import mteb
-    from leaf_hub.mteb_adapter import mteb_encoder
+    from leaf_hub.evaluation.mteb_adapter import mteb_encoder
     pair = mteb_encoder("runs/x/leaf", "sentence-transformers/all-mpnet-base-v2")   # asymmetric
     leaf = mteb_encoder("runs/x/leaf")                                               # standard
     mteb.evaluate(pair, mteb.get_tasks(tasks=["SciFact", "NFCorpus"]))

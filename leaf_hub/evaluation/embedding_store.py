@@ -31,7 +31,7 @@ from typing import Literal
 
 import numpy as np
 
-from leaf_hub.atomic import atomic_write
+from leaf_hub.files import atomic_write
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Training texts: ``--data`` specs, readers, generated sets and the Vocabulary builder."""

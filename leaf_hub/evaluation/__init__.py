@@ -1,0 +1,1 @@
+"""Evaluation of a leaf against its teacher: retrieval, STS, alignment, speed, reports."""

@@ -1,0 +1,1 @@
+"""Exports a leaf for serving: ONNX graphs, a torch-free encoder, the asymmetric pair."""

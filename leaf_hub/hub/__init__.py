@@ -1,0 +1,1 @@
+"""The Hugging Face Hub: model and dataset cards, publishing, the offline default models."""

@@ -1,0 +1,343 @@
+"""Distillation, the main job: texts -> teacher cache -> warm start -> training -> the leaf.
+
+:func:`distill` runs the whole LEAF recipe from a :class:`~leaf_hub.training.config.DistillConfig`.
+Everything it produces lands in the run folder (``output``)::
+
+    teacher-cache/       teacher embeddings (reused by reruns; ``cache`` puts it elsewhere to share it)
+    leaf/                the best leaf by validation L2, a plain sentence-transformers folder
+    checkpoints/epoch-N  one leaf per finished epoch
+    state/               optimizer, RNG and progress for ``resume``
+    metrics.jsonl        validation L2 / cosine over time
+    validation.jsonl     the held-out texts (for ``leaf-hub evaluate``)
+    run.json             options and results
+
+and returns a :class:`DistillResult`, the facts also written to ``leaf/leaf_run.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from leaf_hub.errors import ConfigError, LeafHubError
+from leaf_hub.training.config import DistillConfig, TrainConfig
+
+logger = logging.getLogger(__name__)
+
+RUN_FACTS = "leaf_run.json"
+
+
+@dataclass
+class ValidationScore:
+    """Mean L2 distance and cosine between leaf and teacher embeddings on the held-out texts."""
+
+    l2: float
+    cosine: float
+
+
+@dataclass
+class DistillResult:
+    """What a distillation run produced: the facts written to ``leaf/leaf_run.json`` (and run.json).
+
+    ``validation`` is the best leaf's score (the one saved in ``leaf/``).
+    """
+
+    teacher: str
+    teacher_fingerprint: str
+    student: str
+    data: list[str]
+    data_stats: dict[str, dict[str, int]]
+    num_texts: int
+    num_train: int
+    num_validation: int
+    steps: int
+    epochs: float
+    batch_size: int
+    hardware: str
+    wall_time_s: float
+    train_time_s: float
+    validation: ValidationScore
+    best_val_l2: float | None
+    warm_start: dict[str, Any] | None
+    leaf_hub_version: str
+    output: Path | None = field(default=None, metadata={"json": False})
+
+    @property
+    def leaf_dir(self) -> Path | None:
+        """The saved leaf, a sentence-transformers folder."""
+        return None if self.output is None else self.output / "leaf"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            f.name: _jsonable(getattr(self, f.name)) for f in fields(self) if f.metadata.get("json", True)
+        }
+
+    @classmethod
+    def from_json(cls, payload: dict[str, Any], output: Path | None = None) -> DistillResult:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in payload.items() if k in known}
+        values["validation"] = ValidationScore(**payload["validation"])
+        return cls(**values, output=output)
+
+    @classmethod
+    def read(cls, leaf_dir: str | Path) -> DistillResult:
+        """The facts of the run that made the leaf in ``leaf_dir`` (its ``leaf_run.json``)."""
+        path = Path(leaf_dir) / RUN_FACTS
+        try:
+            payload = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise LeafHubError(
+                f"{leaf_dir} has no {RUN_FACTS}: it was not written by leaf-hub distill"
+            ) from None
+        except json.JSONDecodeError as exc:
+            raise LeafHubError(f"{path} is not valid JSON ({exc}); rerun the distillation") from None
+        return cls.from_json(payload, output=Path(leaf_dir).parent)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, ValidationScore):
+        return asdict(value)
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def split_validation(n: int, val_batches: int, batch_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out ``val_batches`` batches (at most a tenth of the texts); returns (train_idx, val_idx)."""
+    n_val = min(val_batches * batch_size, n // 10)
+    if n - n_val < 1:
+        raise LeafHubError(f"only {n} training texts: give more data (--data)")
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def tokenize_for_leaf(leaf, texts: list[str], kinds: list[str], prompts: dict[str, str]) -> list[list[int]]:
+    """Token ids of each text as the leaf sees it: the teacher's prompt for its kind, then the text."""
+    tokenizer = leaf[0].tokenizer
+    prefixed = [prompts.get(k, "") + t for t, k in zip(texts, kinds, strict=True)]
+    out: list[list[int]] = []
+    for start in range(0, len(prefixed), 10000):
+        enc = tokenizer(prefixed[start : start + 10000], truncation=True, max_length=leaf.max_seq_length)
+        out.extend(enc["input_ids"])
+    return out
+
+
+def pooled_embeddings(leaf, input_ids: list[list[int]], pad_id: int, batch_size: int = 64) -> np.ndarray:
+    """The leaf's mean-pooled backbone output (before the projection) for each row."""
+    import torch
+
+    from leaf_hub.training.data import collate
+
+    transformer, pooling = leaf[0], leaf[1]
+    order = np.argsort([len(x) for x in input_ids], kind="stable")
+    out = np.zeros((len(input_ids), pooling.get_embedding_dimension()), dtype=np.float32)
+    leaf.eval()
+    with torch.no_grad():
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            batch = {k: v.to(leaf.device) for k, v in collate([input_ids[i] for i in rows], pad_id).items()}
+            out[rows] = pooling(transformer(batch))["sentence_embedding"].float().cpu().numpy()
+    return out
+
+
+def distill(config: DistillConfig | None = None, /, **options: Any) -> DistillResult:
+    """Distil ``config.teacher`` into a leaf on ``config.student``; returns the run's facts.
+
+    Either pass a :class:`DistillConfig`, or its fields as keywords (``TrainConfig`` fields among them go
+    into ``config.training``)::
+
+        result = distill(teacher="sentence-transformers/all-mpnet-base-v2", output="runs/x", max_steps=120)
+        result.validation.cosine, result.leaf_dir
+
+    Options are checked, and the run folder looked at, before any model loads. Under ``accelerate launch``
+    every process runs this; only the main process writes and gets the result (the others get None).
+    """
+    from accelerate import PartialState
+
+    from leaf_hub import __version__
+    from leaf_hub.data.texts import check_specs, load_texts
+    from leaf_hub.leaf import build_leaf, projection
+    from leaf_hub.models import load_model
+    from leaf_hub.teachers import load_teacher
+    from leaf_hub.teachers.cache import TeacherCache
+    from leaf_hub.training.data import TrainData
+    from leaf_hub.training.loop import has_saved_state, train
+    from leaf_hub.training.warm_start import fit_ridge_projection, set_projection
+
+    config = _config(config, options)
+    config.validate()
+    out = config.output
+    if out.exists() and not out.is_dir():
+        raise ConfigError("output", f"{{option}} {out} is a file; give a folder")
+    if has_saved_state(out) and not config.resume:
+        raise ConfigError(
+            "resume",
+            f"{out} holds the saved state of an earlier run; set {{option}} to continue it, or choose another output",
+        )
+    check_specs(config.data)
+    started = time.time()
+    state = PartialState(cpu=_cpu_only(config.device))
+    device = config.device or str(state.device)
+
+    teacher = load_teacher(
+        config.teacher,
+        device=device,
+        api_key=config.api_key,
+        api_model=config.api_model,
+        query_prompt=config.query_prompt,
+        document_prompt=config.document_prompt,
+        batch_size=config.teacher_batch_size,
+        backend=config.teacher_backend,
+    )
+    logger.info(
+        "teacher %s: %d-d, normalized=%s, prompts=%s",
+        teacher.name,
+        teacher.dimension,
+        teacher.normalized,
+        teacher.prompts,
+    )
+    student = load_model(config.student, device=device)
+
+    text_set = load_texts(
+        config.data,
+        student_tokenizer=student[0].tokenizer,
+        seed=config.training.seed,
+        max_texts=config.max_texts,
+    )
+    records = text_set.records
+    if not records:
+        raise LeafHubError(f"no training texts in {config.data}")
+    texts = [r.text for r in records]
+    kinds = [r.kind for r in records]
+    logger.info("%d texts (%d queries)", len(texts), sum(k == "query" for k in kinds))
+
+    cache = TeacherCache(config.cache_dir, shard_size=config.cache_shard_size)
+    targets = cache.build(
+        teacher,
+        texts,
+        kinds,
+        dtype=config.cache_dtype,
+        process_index=state.process_index,
+        num_processes=state.num_processes,
+        barrier=state.wait_for_everyone,
+    )
+
+    prompts = dict(teacher.prompts)
+    leaf = build_leaf(student, teacher.dimension, teacher.normalized, prompts, teacher.max_seq_length)
+    leaf.to(device)
+    input_ids = tokenize_for_leaf(leaf, texts, kinds, prompts)
+    pad_id = leaf[0].tokenizer.pad_token_id or 0
+    recipe = config.training
+    train_idx, val_idx = split_validation(len(texts), config.val_batches, recipe.batch_size, recipe.seed)
+    data = TrainData(
+        input_ids=input_ids, targets=targets, train_idx=train_idx, val_idx=val_idx, pad_token_id=pad_id
+    )
+    out.mkdir(parents=True, exist_ok=True)
+
+    warm = None
+    resuming = config.resume and has_saved_state(out)
+    if config.warm_start and not resuming:
+        rows = train_idx[
+            np.random.default_rng(recipe.seed).permutation(len(train_idx))[: config.warm_start_texts]
+        ]
+        pooled = pooled_embeddings(leaf, [input_ids[i] for i in rows], pad_id)
+        w, warm = fit_ridge_projection(pooled, targets[rows], seed=recipe.seed)
+        set_projection(projection(leaf), w)
+
+    result = train(leaf, data, out, recipe, resume=config.resume)
+
+    if not state.is_main_process:
+        return None  # type: ignore[return-value]
+    write_validation(out / "validation.jsonl", [records[i] for i in val_idx])
+    best = _best_record(out / "metrics.jsonl") or result["final"]
+    facts = DistillResult(
+        teacher=teacher.name,
+        teacher_fingerprint=teacher.fingerprint,
+        student=config.student,
+        data=list(config.data),
+        data_stats=text_set.stats,
+        num_texts=len(texts),
+        num_train=int(len(train_idx)),
+        num_validation=int(len(val_idx)),
+        steps=result["steps"],
+        epochs=result["epochs"],
+        batch_size=recipe.batch_size,
+        hardware=_hardware(result["device"], result["num_processes"]),
+        wall_time_s=round(time.time() - started, 1),
+        train_time_s=result["wall_time_s"],
+        validation=ValidationScore(l2=best["val_l2"], cosine=best["val_cosine"]),
+        best_val_l2=result["best_val_l2"],
+        warm_start=warm,
+        leaf_hub_version=__version__,
+        output=out,
+    )
+    from leaf_hub.files import atomic_write_json
+
+    atomic_write_json(out / "leaf" / RUN_FACTS, facts.to_json())
+    atomic_write_json(out / "run.json", {**facts.to_json(), "options": config.options(), "train": result})
+    return facts
+
+
+def _config(config: DistillConfig | None, options: dict[str, Any]) -> DistillConfig:
+    """A DistillConfig from either argument form of :func:`distill`."""
+    if config is not None:
+        if options:
+            raise TypeError("distill() takes a DistillConfig or keyword options, not both")
+        return config
+    train_fields = {f.name for f in fields(TrainConfig)}
+    training = {k: options.pop(k) for k in list(options) if k in train_fields}
+    try:
+        return DistillConfig(**options, training=TrainConfig(**training))
+    except TypeError as exc:
+        raise TypeError(
+            f"distill(): {exc}; the options are DistillConfig's and TrainConfig's fields"
+        ) from None
+
+
+def _cpu_only(device: str | None) -> bool:
+    """Whether Accelerate must run on the CPU. Under a launcher on a machine without an accelerator it has to
+    be told, or every process believes it is the only one (DDP over gloo needs ``cpu=True``)."""
+    import os
+
+    import torch
+    from accelerate.utils import parse_flag_from_env
+
+    if device == "cpu" or parse_flag_from_env("ACCELERATE_USE_CPU"):
+        return True
+    accelerator = getattr(torch, "accelerator", None)
+    has_accelerator = accelerator.is_available() if accelerator else torch.cuda.is_available()
+    return "LOCAL_RANK" in os.environ and not has_accelerator
+
+
+def _best_record(path: Path) -> dict | None:
+    rows = (
+        [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    )
+    rows = [r for r in rows if "val_l2" in r]
+    return min(rows, key=lambda r: r["val_l2"]) if rows else None
+
+
+def write_validation(path: Path, records) -> None:
+    """The held-out texts as JSON lines (text, type, source): ``--alignment-texts`` of ``leaf-hub evaluate``."""
+    from leaf_hub.files import atomic_write_bytes
+
+    lines = "".join(json.dumps({"text": r.text, "type": r.kind, "source": r.source}) + "\n" for r in records)
+    atomic_write_bytes(path, lines.encode())
+
+
+def _hardware(device: str, processes: int) -> str:
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        name = torch.cuda.get_device_name(0)
+        return f"{processes} x {name}" if processes > 1 else name
+    import os
+
+    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
