@@ -54,6 +54,7 @@ _ALIASES = {"export_onnx": "export_model"}
 
 __all__ = ["ConfigError", "LeafHubError", "__version__", *_API]
 
+
 def __getattr__(name: str) -> Any:
     if name not in _API:
         raise AttributeError(f"module 'leaf_hub' has no attribute {name!r}")

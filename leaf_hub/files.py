@@ -1,4 +1,4 @@
-"""Atomic file writes: readers see the old file or the complete new one, never a partial one.
+"""Files: atomic writes (readers see the old file or the complete new one, never a partial one) and JSON reads.
 
 Everything leaf-hub writes that another run or user may read (caches, reports, cards, ONNX files) goes
 through here: the content is written to a temporary name in the same folder, flushed to disk, given the
@@ -62,3 +62,20 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, sort_keys: bool = False) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any | None:
+    """A JSON file's content; None when the file does not exist.
+
+    Raises :class:`~leaf_hub.errors.LeafHubError` naming the file when it cannot be read or is not JSON
+    (a file cut short by a kill is never taken for an empty one).
+    """
+    from leaf_hub.errors import LeafHubError
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise LeafHubError(f"{path} is not readable JSON ({exc}); rewrite it or delete it") from None

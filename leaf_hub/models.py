@@ -2,9 +2,7 @@
 
 Every command resolves models through :func:`load_model`, so a typo in a model id, a folder that is not
 a model, or a Hub that cannot be reached all end in one :class:`~leaf_hub.errors.LeafHubError` that says
-what to do. :func:`ensure_hub_reachable_or_offline` makes commands usable without the Hub: when the Hub
-does not answer, it switches huggingface_hub to offline mode so cached models load at once instead of
-after minutes of retries.
+what to do (:mod:`leaf_hub.offline` decides whether the Hub is used at all).
 """
 
 from __future__ import annotations
@@ -12,42 +10,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import socket
 from pathlib import Path
-from urllib.parse import urlparse
 
 from leaf_hub.errors import LeafHubError
+from leaf_hub.offline import hub_offline
 
 logger = logging.getLogger(__name__)
 
 # How a model runs: PyTorch (sentence-transformers), or its ONNX export with fp32 or int8 weights.
 BACKENDS = ("torch", "onnx", "onnx-int8")
-
-
-def ensure_hub_reachable_or_offline(timeout: float = 2.0) -> bool:
-    """Return True when the Hub answers; otherwise set ``HF_HUB_OFFLINE=1`` and return False.
-
-    Must run before ``huggingface_hub`` is imported to take full effect (it reads the variable at import);
-    the constant is patched too in case it was imported already.
-    """
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
-        return False
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    parsed = urlparse(endpoint)
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    try:
-        with socket.create_connection((parsed.hostname or "", port), timeout=timeout):
-            return True
-    except OSError:
-        logger.warning("the Hub at %s is unreachable: using local folders and the local cache only", endpoint)
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        try:
-            from huggingface_hub import constants
-
-            constants.HF_HUB_OFFLINE = True
-        except ImportError:  # pragma: no cover
-            pass
-        return False
 
 
 def load_model(name_or_path: str | os.PathLike, device: str | None = None, **kwargs):
@@ -73,7 +44,7 @@ def load_model(name_or_path: str | os.PathLike, device: str | None = None, **kwa
     try:
         return SentenceTransformer(str(path) if path.is_dir() else name, device=device, **kwargs)
     except OSError as exc:
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        offline = hub_offline()
         hint = (
             "the Hub is unreachable and it is not in the local cache; run `leaf-hub models install-offline` "
             "for the default models, or give a local folder"

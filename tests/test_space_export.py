@@ -30,6 +30,7 @@ APP_MODULES = {
     "__init__.py",
     "errors.py",
     "models.py",
+    "offline.py",
     "space/__init__.py",
     "space/app.py",
     "space/compare.py",
@@ -71,6 +72,7 @@ def test_export_writes_a_self_contained_space(exported):
     )
     for name in APP_MODULES:  # vendored as they are
         assert (exported / "leaf_hub" / name).read_bytes() == (REPO / "leaf_hub" / name).read_bytes()
+
     # The copy is closed under imports: every leaf_hub module it imports is in it (the exporter aside).
     def vendored(name: str) -> bool:
         base = exported.joinpath(*name.split("."))

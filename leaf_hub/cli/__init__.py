@@ -70,9 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.command != "models":
         # Before any stage imports huggingface_hub: without the Hub, go offline instead of retrying for minutes.
-        from leaf_hub.models import ensure_hub_reachable_or_offline
+        from leaf_hub.offline import ensure_hub_reachable_or_offline, quiet_offline_warnings
 
         ensure_hub_reachable_or_offline()
+        quiet_offline_warnings()
     try:
         return int(args._run(args) or 0)
     except ConfigError as exc:  # the library names options by field; here they are flags

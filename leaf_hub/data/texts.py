@@ -60,7 +60,6 @@ import hashlib
 import importlib.util
 import json
 import logging
-import os
 import random
 import re
 import sys
@@ -71,6 +70,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from leaf_hub.errors import LeafHubError
+from leaf_hub.offline import ensure_hub_reachable_or_offline, hub_offline
 
 logger = logging.getLogger(__name__)
 
@@ -499,12 +499,8 @@ def load_texts(
     return text_set
 
 
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
 def _hub_reachable() -> bool:
-    if _env_flag("HF_HUB_OFFLINE") or _env_flag("HF_DATASETS_OFFLINE"):
+    if hub_offline(datasets=True):
         return False
     return _probe_hub()
 
@@ -512,8 +508,6 @@ def _hub_reachable() -> bool:
 @functools.lru_cache(maxsize=1)
 def _probe_hub() -> bool:
     """One connection attempt per process; when it fails, huggingface_hub is switched to offline mode."""
-    from leaf_hub.models import ensure_hub_reachable_or_offline
-
     return ensure_hub_reachable_or_offline()
 
 

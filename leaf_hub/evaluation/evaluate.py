@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from leaf_hub.errors import LeafHubError
+from leaf_hub.files import read_json
 from leaf_hub.models import BACKENDS
 
 logger = logging.getLogger(__name__)
@@ -155,8 +156,8 @@ def parse_dims(text: str | None, full: int) -> list[int]:
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        return read_json(path) or {}
+    except LeafHubError:
         return {}
 
 

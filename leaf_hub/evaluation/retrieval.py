@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from leaf_hub.errors import LeafHubError
+from leaf_hub.offline import hub_offline
 
 logger = logging.getLogger(__name__)
 
@@ -222,9 +223,7 @@ def load_beir_folder(
 
 
 def _hub_error(dataset_id: str, exc: Exception) -> LeafHubError:
-    import os
-
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
+    if hub_offline(datasets=True):
         return LeafHubError(
             f"Hub dataset {dataset_id!r} is not available offline (the Hub is unreachable and it is not in "
             "the local datasets cache); connect to the Hub or give a local BEIR folder"

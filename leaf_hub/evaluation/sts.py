@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from leaf_hub.errors import LeafHubError
+from leaf_hub.offline import hub_offline
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def load_hub_sts(dataset_id: str = STSB_HUB_ID, split: str = "test", name: str |
     try:
         ds = load_dataset(dataset_id, split=split)
     except Exception as exc:  # unknown id, unknown split, unreachable Hub: all user-fixable
-        if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
+        if hub_offline(datasets=True):
             raise LeafHubError(
                 f"Hub dataset {dataset_id!r} is not available offline (the Hub is unreachable and it is not "
                 "in the local cache); connect to the Hub or give a local STS file"

@@ -21,7 +21,6 @@ resolve a Hub id); a test checks that using this module never imports torch.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from leaf_hub.errors import LeafHubError
+from leaf_hub.files import read_json
 
 ONNX_SUBFOLDER = "onnx"
 FP32_FILE = "model.onnx"
@@ -39,10 +39,7 @@ DOCUMENT_PROMPT_NAMES = ("document", "passage", "corpus")
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    return read_json(path) or {}
 
 
 def _token_content(token: Any) -> str | None:

@@ -20,6 +20,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from leaf_hub import files
 from leaf_hub.errors import LeafHubError
 from leaf_hub.files import atomic_write_text, finish_temp
 from leaf_hub.models import BACKENDS
@@ -71,12 +72,10 @@ def leaf_report_name(backend: str) -> str:
 
 def read_json(path: Path) -> Any | None:
     """A JSON file's content, or None when it is missing or unreadable (logged: the card says it is missing)."""
-    if not path.is_file():
-        return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        logger.warning("ignoring %s: it is not readable JSON (%s)", path, exc)
+        return files.read_json(path)
+    except LeafHubError as exc:
+        logger.warning("ignoring %s", exc)
         return None
 
 

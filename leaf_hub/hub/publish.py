@@ -26,6 +26,7 @@ from pathlib import Path
 
 from leaf_hub.errors import LeafHubError
 from leaf_hub.hub.card import leaf_hub_version
+from leaf_hub.offline import hub_offline
 
 logger = logging.getLogger(__name__)
 
@@ -251,19 +252,14 @@ class PublishResult:
 
 def publish(plan: PublishPlan, token: str | None = None) -> PublishResult:
     """Create the repo if needed and make the plan's one commit. Errors become LeafHubError."""
-    from huggingface_hub import CommitOperationAdd, HfApi, constants
+    from huggingface_hub import CommitOperationAdd, HfApi
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
     from huggingface_hub.utils import get_token
 
     token = token or get_token()
     if not token:
         raise LeafHubError(f"no Hugging Face token found to publish {plan.repo_id}; {TOKEN_HELP}")
-    if constants.is_offline_mode() or os.environ.get("HF_HUB_OFFLINE", "").lower() in (
-        "1",
-        "true",
-        "yes",
-        "on",
-    ):
+    if hub_offline():
         raise LeafHubError(
             f"the Hub at {plan.endpoint} is unreachable or offline mode is on (HF_HUB_OFFLINE); check the "
             "network (or HF_ENDPOINT) and unset HF_HUB_OFFLINE, then rerun"
