@@ -23,7 +23,7 @@ from sentence_transformers import SentenceTransformer  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore:.*(copy keyword|downcasting)")
 
-from leaf_hub import compare as C  # noqa: E402
+from leaf_hub.space import compare as C  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 QUERY = "what is a good book about the history of music"
