@@ -7,6 +7,7 @@ black-box teacher meets in the wild:
 
 * ``fail_first=N, fail_status=429|503``: the first N requests fail (with ``Retry-After: retry_after``);
 * ``api_key="k"``: requests without ``Authorization: Bearer k`` get 401;
+* ``basic_auth=("user", "password")``: requests without that HTTP basic auth get 401 (a key in the URL);
 * ``delay=0.2``: every answer is slowed down;
 * ``model_name``: requests for another model get 404 (``model_not_found``).
 
@@ -18,6 +19,7 @@ Counters: ``requests`` (all POSTs), ``ok_requests``, ``batch_sizes`` (inputs per
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import random
@@ -41,6 +43,7 @@ class EmbeddingServer:
         fail_status: int = 429,
         retry_after: float | None = 0,
         api_key: str | None = None,
+        basic_auth: tuple[str, str] | None = None,
         delay: float = 0.0,
         shuffle: bool = True,
     ):
@@ -54,6 +57,7 @@ class EmbeddingServer:
         self.fail_status = fail_status
         self.retry_after = retry_after
         self.api_key = api_key
+        self.basic_auth = basic_auth
         self.delay = delay
         self.shuffle = shuffle
         self.requests = 0
@@ -117,13 +121,17 @@ class EmbeddingServer:
                     number = server.requests
                 if server.delay:
                     time.sleep(server.delay)
-                if self.path.rstrip("/") != "/v1/embeddings":
+                if self.path.split("?")[0].rstrip("/") != "/v1/embeddings":
                     return self._error(404, f"no route {self.path}", "not_found")
                 if (
                     server.api_key is not None
                     and self.headers.get("Authorization") != f"Bearer {server.api_key}"
                 ):
                     return self._error(401, "Incorrect API key provided.", "invalid_api_key")
+                if server.basic_auth is not None:
+                    expected = base64.b64encode(":".join(server.basic_auth).encode()).decode()
+                    if self.headers.get("Authorization") != f"Basic {expected}":
+                        return self._error(401, "Missing or wrong credentials.", "invalid_api_key")
                 if number <= server.fail_first:
                     headers = {} if server.retry_after is None else {"Retry-After": str(server.retry_after)}
                     message = (

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
+from embedding_server import serve_embeddings
 from sentence_transformers import SentenceTransformer
 
 from leaf_hub.cli import main
@@ -199,3 +201,35 @@ def test_distill_under_accelerate_launch_with_two_processes(tmp_path, tiny_teach
     proc = subprocess.run([*launch, *more], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, _failure(proc)
     assert json.loads((out / "run.json").read_text())["steps"] == 18
+
+
+@pytest.mark.parametrize("where", ["userinfo", "query"])
+def test_a_key_in_the_teacher_url_reaches_no_file_log_or_card(
+    tmp_path, tiny_teacher_dir, tiny_student_dir, capsys, caplog, where
+):
+    key = "sk-SECRET-4f2b9"
+    teacher = SentenceTransformer(str(tiny_teacher_dir), device="cpu")
+    auth = {"basic_auth": ("me", key)} if where == "userinfo" else {}
+    with serve_embeddings(teacher, **auth) as server:
+        url = (
+            server.url.replace("http://", f"http://me:{key}@")
+            if where == "userinfo"
+            else f"{server.url}?api_key={key}"
+        )
+        out = tmp_path / "run"
+        with caplog.at_level(logging.DEBUG):
+            assert (
+                main(_args(url, tiny_student_dir, _data(tmp_path), out, "--api-model", server.model_name))
+                == 0
+            )
+            assert main(["card", "--model", str(out / "leaf")]) == 0
+        assert server.ok_requests > 0  # the key did its job: the server accepted the requests
+    captured = capsys.readouterr()
+    assert key not in captured.out + captured.err + caplog.text
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name == "README.md" for p in written) and any(p.name == "manifest.json" for p in written)
+    for path in written:
+        assert key.encode() not in path.read_bytes(), path
+    assert json.loads((out / "run.json").read_text())["options"]["teacher"].startswith(
+        "http://***@" if where == "userinfo" else "http://127.0.0.1"
+    )

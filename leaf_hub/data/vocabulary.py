@@ -30,10 +30,8 @@ import argparse
 import json
 import logging
 import os
-import random
 import re
 import tempfile
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -41,12 +39,12 @@ from pathlib import Path
 from typing import Any
 
 from leaf_hub.errors import LeafHubError
+from leaf_hub.http import HttpStatusError, JsonClient, RetriesExhausted, RetryPolicy
 
 logger = logging.getLogger(__name__)
 
 JOURNAL = "journal.jsonl"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 # The paper's Listing 1 could not be retrieved here (only its description: a batch of terms in, a JSON object
 # mapping each term to a list of standalone statements, definitions or important facts, out); this prompt
@@ -170,7 +168,8 @@ class ChatStats:
 
 
 class ChatClient:
-    """A minimal OpenAI-compatible ``POST /chat/completions`` client with rate limiting and retries."""
+    """An OpenAI-compatible ``POST /chat/completions`` client with a rate limit, on leaf-hub's HTTP layer
+    (:class:`~leaf_hub.http.JsonClient`: retries with backoff on 429, 5xx and connection errors)."""
 
     def __init__(
         self,
@@ -184,90 +183,64 @@ class ChatClient:
         json_mode: bool = True,
         temperature: float | None = 0.0,
     ):
-        import httpx
-
         url = base_url.rstrip("/")
-        self.url = url if url.endswith("/chat/completions") else f"{url}/chat/completions"
+        url = url if url.endswith("/chat/completions") else f"{url}/chat/completions"
         self.model = model
-        self.min_interval = 1.0 / rate_limit if rate_limit else 0.0
         self.max_retries = max_retries
-        self.retry_wait = retry_wait
         self.json_mode = json_mode
         self.temperature = temperature
-        self.stats = ChatStats()
-        self._next_start = 0.0
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(timeout=timeout, headers=headers)
+        self._http = JsonClient(
+            url,
+            api_key=api_key,
+            timeout=timeout,
+            retry=RetryPolicy(
+                max_retries=max_retries, backoff=retry_wait, max_backoff=120.0, max_retry_after=300.0
+            ),
+            min_interval=1.0 / rate_limit if rate_limit else 0.0,
+            what="the chat endpoint",
+        )
+        self.url = self._http.shown_url
+
+    @property
+    def stats(self) -> ChatStats:
+        return ChatStats(requests=self._http.stats.requests, http_retries=self._http.stats.retries)
 
     def close(self) -> None:
-        self._client.close()
-
-    def _throttle(self) -> None:
-        wait = self._next_start - time.monotonic()
-        if wait > 0:
-            time.sleep(wait)
-        self._next_start = time.monotonic() + self.min_interval
-
-    def _backoff(self, attempt: int, retry_after: str | None) -> float:
-        if retry_after:
-            try:
-                return min(max(float(retry_after), 0.0), 300.0)
-            except ValueError:
-                pass
-        delay = min(self.retry_wait * 2**attempt, 120.0)
-        return delay + random.uniform(0, delay / 4)
+        self._http.close()
 
     def complete(self, messages: list[dict]) -> str:
         """The assistant's message for ``messages``; raises LeafHubError when the endpoint keeps failing."""
-        import httpx
-
         payload: dict[str, Any] = {"model": self.model, "messages": messages}
         if self.temperature is not None:
             payload["temperature"] = self.temperature
         if self.json_mode:
             payload["response_format"] = {"type": "json_object"}
-        last = ""
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                self.stats.http_retries += 1
-            self._throttle()
-            self.stats.requests += 1
-            retry_after = None
-            try:
-                response = self._client.post(self.url, json=payload)
-            except httpx.TransportError as exc:
-                last = f"{exc.__class__.__name__}: {exc}"
-            else:
-                if response.status_code == 200:
-                    return self._content(response)
-                last = f"HTTP {response.status_code}: {response.text[:200].strip()}"
-                if response.status_code in (401, 403):
-                    raise LeafHubError(
-                        f"the chat endpoint {self.url} rejected the API key ({last}); give a valid key with "
-                        "--api-key or OPENAI_API_KEY"
-                    )
-                if response.status_code == 404:
-                    raise LeafHubError(
-                        f"the chat endpoint {self.url} answered 404 ({last}); check --base-url (it should end "
-                        f"in /v1 for most servers) and --model {self.model!r}"
-                    )
-                if response.status_code not in RETRYABLE_STATUS:
-                    hint = " (if it does not support JSON mode, add --no-json-mode)" if self.json_mode else ""
-                    raise LeafHubError(f"the chat endpoint {self.url} refused the request ({last}){hint}")
-                retry_after = response.headers.get("Retry-After")
-            if attempt < self.max_retries:
-                delay = self._backoff(attempt, retry_after)
-                logger.warning("chat request failed (%s); retrying in %.1f s", last, delay)
-                time.sleep(delay)
-        raise LeafHubError(
-            f"the chat endpoint {self.url} kept failing after {self.max_retries + 1} attempts ({last}); "
-            "progress is saved: rerun the same command later to resume (or check --base-url / --rate-limit)"
-        )
+        try:
+            return self._content(self._http.post(payload))
+        except HttpStatusError as exc:
+            last = f"HTTP {exc.status}: {exc.message}"
+            if exc.status in (401, 403):
+                raise LeafHubError(
+                    f"the chat endpoint {self.url} rejected the API key ({last}); give a valid key with "
+                    "--api-key or OPENAI_API_KEY"
+                ) from None
+            if exc.status == 404:
+                raise LeafHubError(
+                    f"the chat endpoint {self.url} answered 404 ({last}); check --base-url (it should end "
+                    f"in /v1 for most servers) and --model {self.model!r}"
+                ) from None
+            hint = " (if it does not support JSON mode, add --no-json-mode)" if self.json_mode else ""
+            raise LeafHubError(f"the chat endpoint {self.url} refused the request ({last}){hint}") from None
+        except RetriesExhausted as exc:
+            raise LeafHubError(
+                f"the chat endpoint {self.url} kept failing after {exc.attempts} attempts ({exc.last}); "
+                "progress is saved: rerun the same command later to resume (or check --base-url / --rate-limit)"
+            ) from None
 
     @staticmethod
-    def _content(response) -> str:
+    def _content(payload: Any) -> str:
         try:
-            message = response.json()["choices"][0]["message"]
+            message = payload["choices"][0]["message"]
             content = message.get("content")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise BadAnswer(

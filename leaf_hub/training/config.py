@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from leaf_hub.errors import ConfigError
+from leaf_hub.http import redact_url
 
 DEFAULT_STUDENT = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_DATA = ("builtin", "bert-tokens")
@@ -253,6 +254,8 @@ class DistillConfig:
                 continue
             if isinstance(value, TrainConfig):
                 out[f.name] = {g.name: getattr(value, g.name) for g in fields(value)}
+            elif f.name == "teacher" and str(value).startswith(("http://", "https://")):
+                out[f.name] = redact_url(str(value))  # a key may sit in the URL
             else:
                 out[f.name] = str(value) if isinstance(value, Path) else value
         return out
