@@ -233,3 +233,33 @@ def test_a_key_in_the_teacher_url_reaches_no_file_log_or_card(
     assert json.loads((out / "run.json").read_text())["options"]["teacher"].startswith(
         "http://***@" if where == "userinfo" else "http://127.0.0.1"
     )
+
+
+@pytest.mark.parametrize("rows", [1, 5])
+def test_too_few_texts_are_refused_before_any_model_loads(tmp_path, tiny_student_dir, capsys, rows):
+    """The teacher does not exist: if the models loaded first, the error would name it instead."""
+    data = _data(tmp_path, rows)
+    assert (
+        main(_args("nobody/no-such-model-xyz", tiny_student_dir, data, tmp_path / "r", "--cycles", "1")) == 2
+    )
+    err = _error_line(capsys.readouterr().err)
+    assert "needs at least 10" in err and "--data" in err and "no-such-model" not in err
+
+
+def test_refusals_come_before_the_models_load(tmp_path, tiny_teacher_dir, tiny_student_dir, capsys):
+    data = _data(tmp_path, 60)
+    out = tmp_path / "run"
+    assert main(_args(tiny_teacher_dir, tiny_student_dir, data, out, "--max-steps", "2")) == 0
+    capsys.readouterr()
+    # A rerun into a folder with saved state, with a teacher that would fail to load: the --resume advice wins.
+    assert main(_args("nobody/no-such-model-xyz", tiny_student_dir, data, out)) == 2
+    err = _error_line(capsys.readouterr().err)
+    assert "--resume" in err and "no-such-model" not in err
+    # A data file that is not what it claims: named before any model loads.
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "ok"}\nnot json\n')
+    assert main(_args("nobody/no-such-model-xyz", tiny_student_dir, bad, tmp_path / "other")) == 2
+    err = _error_line(capsys.readouterr().err)
+    assert str(bad) in err and "no-such-model" not in err
+    assert main(_args(tiny_teacher_dir, tiny_student_dir, data, tmp_path / "r0", "--val-batches", "0")) == 2
+    assert "--val-batches must be at least 1" in _error_line(capsys.readouterr().err)

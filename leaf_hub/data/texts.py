@@ -405,14 +405,17 @@ def _expand_preset(spec: str, name: str, options: dict[str, str]) -> list[_Sourc
 # --------------------------------------------------------------------------------------------------
 
 
-def check_specs(specs: list[str] | str) -> None:
-    """Parse every spec and check its files exist, reading nothing: bad specs fail before models load."""
+def check_specs(specs: list[str] | str) -> bool:
+    """Parse every spec and check its files exist, reading nothing: bad specs fail before models load.
+
+    Returns whether the specs need the student's tokenizer (``bert-tokens`` without ``tokenizer=``).
+    """
     if isinstance(specs, str):
         specs = [specs]
     if not specs:
         raise LeafHubError(f"no training data given; pass --data with {_FORMS}")
-    for spec in specs:
-        _parse_spec(spec)
+    sources = [source for spec in specs for source in _parse_spec(spec)]
+    return any(s.type == "bert-tokens" and "tokenizer" not in s.options for s in sources)
 
 
 def load_texts(

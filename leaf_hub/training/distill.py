@@ -181,10 +181,23 @@ def distill(config: DistillConfig | None = None, /, **options: Any) -> DistillRe
             "resume",
             f"{out} holds the saved state of an earlier run; set {{option}} to continue it, or choose another output",
         )
-    check_specs(config.data)
+    needs_tokenizer = check_specs(config.data)
     started = time.time()
     state = PartialState(cpu=_cpu_only(config.device))
     device = config.device or str(state.device)
+
+    # The texts first: a bad file or too few texts is refused before any model loads.
+    text_set = load_texts(
+        config.data,
+        student_tokenizer=_student_tokenizer(config.student) if needs_tokenizer else None,
+        seed=config.training.seed,
+        max_texts=config.max_texts,
+    )
+    records = text_set.records
+    check_enough_texts(len(records), config)
+    texts = [r.text for r in records]
+    kinds = [r.kind for r in records]
+    logger.info("%d texts (%d queries)", len(texts), sum(k == "query" for k in kinds))
 
     teacher = load_teacher(
         config.teacher,
@@ -204,19 +217,6 @@ def distill(config: DistillConfig | None = None, /, **options: Any) -> DistillRe
         teacher.prompts,
     )
     student = load_model(config.student, device=device)
-
-    text_set = load_texts(
-        config.data,
-        student_tokenizer=student[0].tokenizer,
-        seed=config.training.seed,
-        max_texts=config.max_texts,
-    )
-    records = text_set.records
-    if not records:
-        raise LeafHubError(f"no training texts in {config.data}")
-    texts = [r.text for r in records]
-    kinds = [r.kind for r in records]
-    logger.info("%d texts (%d queries)", len(texts), sum(k == "query" for k in kinds))
 
     cache = TeacherCache(config.cache_dir, shard_size=config.cache_shard_size)
     targets = cache.build(
@@ -283,6 +283,31 @@ def distill(config: DistillConfig | None = None, /, **options: Any) -> DistillRe
     atomic_write_json(out / "leaf" / RUN_FACTS, facts.to_json())
     atomic_write_json(out / "run.json", {**facts.to_json(), "options": config.options(), "train": result})
     return facts
+
+
+MIN_TEXTS = 10  # a tenth is held out for validation: fewer than ten leaves nothing to validate on
+
+
+def check_enough_texts(n: int, config: DistillConfig) -> None:
+    """Refuse a run whose texts cannot fill both a training set and a validation set."""
+    if n < MIN_TEXTS:
+        raise ConfigError(
+            "data",
+            f"only {n} training text{'s' * (n != 1)} after dropping empty and duplicate ones; a tenth is held out "
+            f"to validate, so distillation needs at least {MIN_TEXTS}: give more texts with {{option}}",
+        )
+
+
+def _student_tokenizer(student: str):
+    """The student's tokenizer alone (for the bert-tokens set), without loading its weights."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(student)
+    except (OSError, ValueError):
+        from leaf_hub.models import load_model
+
+        return load_model(student, device="cpu").tokenizer  # raises the one clear unknown-model error
 
 
 def _config(config: DistillConfig | None, options: dict[str, Any]) -> DistillConfig:
