@@ -299,10 +299,11 @@ def test_wordnet_source_reads_a_wordnet_database(tmp_path, capsys):
     assert "WordNet definitions" in (out / "README.md").read_text()
 
 
-@pytest.mark.skipif(
-    _nltk_wordnet() or Path("/usr/share/wordnet/index.noun").is_file(), reason="WordNet is installed"
-)
-def test_wordnet_missing_says_how_to_install(tmp_path, words_file, capsys):
+@pytest.mark.skipif(_nltk_wordnet(), reason="nltk's WordNet is installed")
+def test_wordnet_missing_says_how_to_install(tmp_path, words_file, capsys, monkeypatch):
+    from leaf_hub.data import vocabulary
+
+    monkeypatch.setattr(vocabulary, "WORDNET_DIR", tmp_path / "no-wordnet")  # as on a machine without it
     out = tmp_path / "v"
     assert (
         main(["vocab", "build", "--words", str(words_file), "--output", str(out), "--source", "wordnet"]) == 2

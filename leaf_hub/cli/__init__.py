@@ -46,7 +46,13 @@ COMMANDS: list[tuple[str, str, str]] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="leaf-hub", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="leaf-hub",
+        description="Distil a large text-embedding teacher into a small leaf model that lives in the teacher's "
+        "vector space (LEAF), then evaluate, export, publish and demo it.",
+        epilog="The pipeline: distill -> evaluate, bench -> export, pair -> card -> publish -> space. "
+        "`leaf-hub COMMAND --help` lists each command's options and defaults.",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module_name, help_text in COMMANDS:

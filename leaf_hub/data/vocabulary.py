@@ -283,6 +283,8 @@ _MORPHY = {
     "a": [("er", ""), ("est", ""), ("er", "e"), ("est", "e")],
     "r": [],
 }
+# Where Debian's wordnet-base puts the WordNet 3.0 database, used when nltk has no WordNet.
+WORDNET_DIR = Path("/usr/share/wordnet")
 WORDNET_HELP = (
     "install WordNet: `pip install nltk && python -m nltk.downloader wordnet` (needs internet once), or the "
     "WordNet 3.0 database files (Debian/Ubuntu: `apt-get install wordnet-base`, then --wordnet-dir "
@@ -392,7 +394,7 @@ class WordNetSource:
             problem = "nltk is not installed"
         except LookupError:
             problem = "nltk's WordNet data is not installed"
-        default = Path("/usr/share/wordnet")
+        default = WORDNET_DIR
         if (default / "index.noun").is_file():
             self._wndb = WndbReader(default)
             self.reader_name = f"leaf-hub's WordNet reader ({default})"
