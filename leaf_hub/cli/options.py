@@ -11,7 +11,6 @@ import argparse
 import dataclasses
 import types
 import typing
-from pathlib import Path
 from typing import Any
 
 from leaf_hub.errors import ConfigError
@@ -79,7 +78,7 @@ def add_config_arguments(
             opts["action"] = "append"  # None when not given: config_from_args keeps the field's default list
         else:
             opts["default"] = None if default is dataclasses.MISSING else default
-            opts["type"] = _argparse_type(f.metadata.get("parse")) or (str if kind is Path else kind)
+            opts["type"] = _argparse_type(f.metadata.get("parse")) or kind
         if "choices" in f.metadata:
             opts["choices"] = f.metadata["choices"]
         if "choices" not in f.metadata:

@@ -26,7 +26,6 @@ and a ``README.md`` dataset card.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -38,7 +37,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from leaf_hub.errors import LeafHubError
+from leaf_hub.errors import ConfigError, LeafHubError
 from leaf_hub.http import HttpStatusError, JsonClient, RetriesExhausted, RetryPolicy
 
 logger = logging.getLogger(__name__)
@@ -740,97 +739,107 @@ def _write_parquet(path: Path, rows: list[dict]) -> None:
 
 
 # -- CLI -----------------------------------------------------------------------------------------------
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    actions = parser.add_subparsers(dest="vocab_action", metavar="ACTION", required=True)
-    build = actions.add_parser(
-        "build",
-        help="build (or resume) the Vocabulary dataset from a word list",
-        description="Ask an OpenAI-compatible chat endpoint (or WordNet) for definitions and facts of each word.",
+@dataclass
+class VocabularyConfig:
+    """``leaf-hub vocab build``: the word list, where the statements come from, and how to ask."""
+
+    words: Path = field(metadata={"help": "text file, one word per line", "metavar": "FILE"})
+    output: Path = field(
+        metadata={
+            "help": "dataset folder (also holds the journal that makes reruns resume)",
+            "metavar": "DIR",
+        }
     )
-    build.add_argument("--words", required=True, metavar="FILE", help="text file, one word per line")
-    build.add_argument(
-        "--output", required=True, metavar="DIR", help="dataset folder (also holds the journal)"
+    source: str = field(
+        default="llm", metadata={"help": "where statements come from", "choices": ("llm", "wordnet")}
     )
-    build.add_argument(
-        "--source", choices=("llm", "wordnet"), default="llm", help="where statements come from"
+    base_url: str = field(
+        default_factory=lambda: os.environ.get("OPENAI_BASE_URL", DEFAULT_BASE_URL),
+        metadata={
+            "help": "OpenAI-compatible API base URL (default: $OPENAI_BASE_URL or the OpenAI API)",
+            "metavar": "URL",
+        },
     )
-    build.add_argument(
-        "--base-url",
-        default=os.environ.get("OPENAI_BASE_URL", DEFAULT_BASE_URL),
-        help="OpenAI-compatible API base URL (default: $OPENAI_BASE_URL or %(default)s)",
+    model: str | None = field(
+        default_factory=lambda: os.environ.get("LEAF_HUB_VOCAB_MODEL"),
+        metadata={"help": "chat model name (default: $LEAF_HUB_VOCAB_MODEL)", "metavar": "NAME"},
     )
-    build.add_argument("--model", default=os.environ.get("LEAF_HUB_VOCAB_MODEL"), help="chat model name")
-    build.add_argument("--api-key", default=None, help="API key (default: $OPENAI_API_KEY)")
-    build.add_argument("--batch-size", type=int, default=20, help="terms per request (default: %(default)s)")
-    build.add_argument("--limit", type=int, default=None, help="only the first N words of the list")
-    build.add_argument("--rate-limit", type=float, default=None, metavar="RPS", help="at most RPS requests/s")
-    build.add_argument(
-        "--max-retries",
-        type=int,
-        default=3,
-        help="re-asks of invalid terms, and retries of failed requests (default: %(default)s)",
+    api_key: str | None = field(
+        default=None,
+        metadata={"help": "API key (default: $OPENAI_API_KEY)", "secret": True, "metavar": "KEY"},
     )
-    build.add_argument(
-        "--retry-wait", type=float, default=2.0, metavar="S", help="first backoff delay in seconds"
+    batch_size: int = field(default=20, metadata={"help": "terms per request"})
+    limit: int | None = field(default=None, metadata={"help": "only the first N words of the list"})
+    rate_limit: float | None = field(
+        default=None, metadata={"help": "at most this many requests per second", "metavar": "RPS"}
     )
-    build.add_argument("--max-statements", type=int, default=10, help="most statements asked per term")
-    build.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for one answer")
-    build.add_argument(
-        "--no-json-mode", action="store_true", help="do not send response_format (for servers without it)"
+    max_retries: int = field(
+        default=3, metadata={"help": "re-asks of invalid terms, and retries of failed requests"}
     )
-    build.add_argument("--retry-failed", action="store_true", help="ask again the words recorded as failed")
-    build.add_argument(
-        "--wordnet-dir", default=None, help="WordNet 3.0 database folder (for --source wordnet)"
+    retry_wait: float = field(
+        default=2.0, metadata={"help": "first backoff delay in seconds", "metavar": "S"}
+    )
+    max_statements: int = field(default=10, metadata={"help": "most statements asked per term"})
+    timeout: float = field(default=120.0, metadata={"help": "seconds to wait for one answer", "metavar": "S"})
+    json_mode: bool = field(
+        default=True,
+        metadata={
+            "help": "send response_format=json_object",
+            "no_help": "do not send response_format (for servers without it)",
+        },
+    )
+    retry_failed: bool = field(default=False, metadata={"help": "ask again the words recorded as failed"})
+    wordnet_dir: Path | None = field(
+        default=None, metadata={"help": "WordNet 3.0 database folder (for source wordnet)", "metavar": "DIR"}
     )
 
-
-def run(args: argparse.Namespace) -> int:
-    from leaf_hub.hub.publish import quiet_http_logs
-
-    quiet_http_logs()
-    if args.vocab_action != "build":  # pragma: no cover - argparse enforces the choice
-        raise LeafHubError(f"unknown vocab action {args.vocab_action!r}; use `leaf-hub vocab build`")
-    for name in ("limit", "rate_limit", "max_statements"):
-        value = getattr(args, name)
-        if value is not None and value <= 0:
-            raise LeafHubError(f"--{name.replace('_', '-')} {value} must be positive")
-    if args.max_retries < 0:
-        raise LeafHubError(f"--max-retries {args.max_retries} must be 0 or more")
-    client = None
-    if args.source == "llm":
-        if not args.model:
-            raise LeafHubError(
-                "--source llm needs --model NAME (the chat model to ask), or $LEAF_HUB_VOCAB_MODEL"
+    def validate(self) -> None:
+        for name in ("limit", "rate_limit", "max_statements"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(name, f"{{option}} {value} must be positive")
+        if self.batch_size <= 0:
+            raise ConfigError("batch_size", f"{{option}} {self.batch_size} must be positive")
+        if self.max_retries < 0:
+            raise ConfigError("max_retries", f"{{option}} {self.max_retries} must be 0 or more")
+        if self.source == "llm" and not self.model:
+            raise ConfigError(
+                "model", "source llm needs {option} NAME (the chat model to ask), or $LEAF_HUB_VOCAB_MODEL"
             )
-        api_key = args.api_key or os.environ.get("OPENAI_API_KEY")
-        if not api_key and args.base_url.rstrip("/") == DEFAULT_BASE_URL:
-            raise LeafHubError("no API key for api.openai.com: give --api-key or set OPENAI_API_KEY")
+
+
+def build_vocabulary_dataset(config: VocabularyConfig) -> BuildSummary:
+    """Build (or resume) the Vocabulary dataset that ``config`` describes: asks the chat model (or reads
+    WordNet), writes ``vocabulary.parquet`` / ``.jsonl``, ``failures.jsonl`` and a dataset card."""
+    config.validate()
+    client = None
+    if config.source == "llm":
+        api_key = config.api_key or os.environ.get("OPENAI_API_KEY")
+        if not api_key and config.base_url.rstrip("/") == DEFAULT_BASE_URL:
+            raise ConfigError("api_key", "no API key for api.openai.com: give {option} or set OPENAI_API_KEY")
         client = ChatClient(
-            args.base_url,
-            args.model,
+            config.base_url,
+            config.model or "",
             api_key=api_key,
-            rate_limit=args.rate_limit,
-            max_retries=args.max_retries,
-            retry_wait=args.retry_wait,
-            timeout=args.timeout,
-            json_mode=not args.no_json_mode,
+            rate_limit=config.rate_limit,
+            max_retries=config.max_retries,
+            retry_wait=config.retry_wait,
+            timeout=config.timeout,
+            json_mode=config.json_mode,
         )
     try:
-        summary = build_vocabulary(
-            args.words,
-            args.output,
-            source=args.source,
+        return build_vocabulary(
+            config.words,
+            config.output,
+            source=config.source,
             client=client,
-            wordnet_dir=args.wordnet_dir,
-            batch_size=args.batch_size,
-            limit=args.limit,
-            max_retries=args.max_retries,
-            max_statements=args.max_statements,
-            retry_failed=args.retry_failed,
+            wordnet_dir=config.wordnet_dir,
+            batch_size=config.batch_size,
+            limit=config.limit,
+            max_retries=config.max_retries,
+            max_statements=config.max_statements,
+            retry_failed=config.retry_failed,
         )
     finally:
         if client is not None:
             client.close()
-    print(f"vocabulary: {summary.line()}")
-    print(f"wrote {Path(args.output) / 'vocabulary.parquet'} (+ vocabulary.jsonl, failures.jsonl, README.md)")
-    return 0
