@@ -228,3 +228,24 @@ def test_cli_hub_collections_offline(tmp_path, tiny_teacher_dir, tiny_leaf_dir, 
 def test_empty_queries_error(tmp_path):
     with pytest.raises(LeafHubError, match="no queries"):
         build_dataset("x", [{"_id": "a", "text": "x"}], [], [], "x")
+
+
+def test_cli_qrels_whose_documents_are_all_missing(tmp_path, tiny_teacher_dir, tiny_leaf_dir, capsys):
+    """Judged documents none of which is in the corpus are refused, as unknown query ids are (issue 19.10):
+    a report of zeros would say nothing about the models."""
+    folder = write_beir(
+        tmp_path / "foreign",
+        [{"_id": "a", "text": "x"}, {"_id": "b", "text": "y"}],
+        [{"_id": "1", "text": "q"}, {"_id": "2", "text": "r"}],
+        [("1", "d7", 1), ("2", "d8", 2)],
+    )
+    with pytest.raises(LeafHubError, match="no judged document of the qrels is in the corpus"):
+        load_beir_folder(folder)
+    assert _evaluate(tmp_path, tiny_teacher_dir, tiny_leaf_dir, "--retrieval", str(folder)) == 2
+    err = capsys.readouterr().err
+    assert "no judged document" in err and "d7" in err and err.count("\n") == 1
+    assert not (tmp_path / "out" / "report.json").exists()
+    # One judged document in the corpus is enough: the others are counted and warned about, as before.
+    write_beir(folder, [{"_id": "a", "text": "x"}, {"_id": "d7", "text": "y"}], [{"_id": "1", "text": "q"},
+               {"_id": "2", "text": "r"}], [("1", "d7", 1), ("2", "d8", 2)])  # fmt: skip
+    assert load_beir_folder(folder).stats["qrels_docs_missing"] == 1

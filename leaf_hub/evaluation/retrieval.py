@@ -7,7 +7,8 @@ Hub dataset in the same layout (``hf:mteb/scifact``: configs ``corpus``, ``queri
 - document text = ``(title + " " + text).strip()``; queries get the query prompt, documents the document
   prompt (that is the encoders' business, see :mod:`leaf_hub.evaluation.embedding_store`);
 - only queries with at least one judgment are scored; the others are skipped and counted, and judged
-  documents missing from the corpus are warned about and counted;
+  documents missing from the corpus are warned about and counted; qrels that match no query id, or whose
+  relevant documents are all missing from the corpus, are refused (every score would be 0);
 - nDCG@k uses graded gains ``rel / log2(rank + 1)`` (trec_eval's ``ndcg_cut``, which BEIR reports) and
   recall@k is the share of relevant (rel > 0) documents in the top k; both are means over judged queries.
   The metrics are cross-checked against pytrec_eval in the tests.
@@ -160,6 +161,14 @@ def build_dataset(
             raise LeafHubError(
                 f"{source}: no qrels line matches a query id in queries.jsonl; check that the qrels split "
                 "belongs to this collection"
+            )
+        relevant = {did for judged in qrels.values() for did, score in judged.items() if score > 0}
+        if not relevant & seen:
+            example = sorted(relevant or {did for judged in qrels.values() for did in judged})[0]
+            raise LeafHubError(
+                f"{source}: no judged document of the qrels is in the corpus ({len(relevant)} relevant ids, "
+                f"e.g. {example!r}), so every score would be 0; check that the qrels split belongs to this "
+                "corpus"
             )
         stats["judged_queries"] = len(qrels)
         stats["skipped_queries"] = len(known_q) - len(qrels)
