@@ -15,6 +15,7 @@ from leaf_hub.errors import LeafHubError
 from leaf_hub.evaluation.benchmark import (
     KINDS,
     MODELS,
+    BenchConfig,
     _batches,
     _Models,
     _pool,
@@ -231,11 +232,12 @@ def test_each_turn_has_the_process_to_itself(
 
     monkeypatch.setattr(bench._Models, "runner", runner)
     queries = read_texts(text_files[0])
-    report = bench.run_benchmark(
-        str(tiny_leaf_dir), str(tiny_teacher_dir), backends=["onnx"], queries=queries, documents=queries,
-        batch_sizes=[1, 3], repeats=2, threads=2, onnx_cache=str(cache), interleave=interleave,
+    report = bench.benchmark(
+        BenchConfig(str(tiny_leaf_dir), str(tiny_teacher_dir), backends=["onnx"], batch_sizes=[1, 3], repeats=2,
+                    threads=2, onnx_cache=str(cache), interleave=interleave, output=None),
+        queries=queries, documents=queries,
     )  # fmt: skip
-    assert len(report["results"]) == 8
+    assert len(report.results) == 8
     if interleave == "repeat":
         # 2 sessions to read the models' limits, then one per turn: 2 kinds x 2 sizes x 2 repeats x 2 models.
         assert len(made) == 2 + 16 and all(spinning for _, spinning in made[2:])
@@ -314,18 +316,19 @@ def test_the_models_encode_the_batches_of_the_chosen_order(
         return result
 
     monkeypatch.setattr(bench._Models, "runner", runner)
-    report = bench.run_benchmark(
-        str(tiny_leaf_dir), str(tiny_teacher_dir), backends=["torch"], queries=texts, documents=texts,
-        batch_sizes=[2], repeats=1, threads=1, pool_size=6, kinds=["queries"], batching=batching,
+    report = bench.benchmark(
+        BenchConfig(str(tiny_leaf_dir), str(tiny_teacher_dir), backends=["torch"], batch_sizes=[2], repeats=1,
+                    threads=1, pool_size=6, kinds=["queries"], batching=batching, output=None),
+        queries=texts, documents=texts,
     )  # fmt: skip
     order = sorted(pool, key=len, reverse=True) if batching == "sorted" else pool
     expected = [order[0:2], order[2:4], order[4:6]]
     warm_up = [texts[:4]]  # untimed, before the timed batches
     assert seen["teacher"] == seen["leaf"] == warm_up + expected
-    assert report["meta"]["batching"] == batching
-    assert ("sorted by length" in report["meta"]["protocol"]) == (batching == "sorted")
-    with pytest.raises(LeafHubError, match="--batching"):
-        bench.run_benchmark(str(tiny_leaf_dir), str(tiny_teacher_dir), batching="by-size")
+    assert report.meta.batching == batching
+    assert ("sorted by length" in report.meta.protocol) == (batching == "sorted")
+    with pytest.raises(LeafHubError, match="batching is one of sorted, arrival"):
+        bench.benchmark(leaf=str(tiny_leaf_dir), teacher=str(tiny_teacher_dir), batching="by-size")
 
 
 def test_models_take_turns_per_repeat_or_per_batch():
@@ -384,10 +387,10 @@ def test_summarize_on_known_numbers():
         row("leaf", "documents", 8, 200),  # 40/s
     ]
     s = summarize(rows)["onnx"]
-    assert s["queries_speedup"] == pytest.approx(8.0)
-    assert s["documents_speedup"] == pytest.approx(8.0)
-    assert s["speedup_by_batch_size"]["queries"] == {"1": pytest.approx(5.0), "8": pytest.approx(8.0)}
-    assert s["max_batch_under_100ms"] == {
+    assert s.queries_speedup == pytest.approx(8.0)
+    assert s.documents_speedup == pytest.approx(8.0)
+    assert s.speedup_by_batch_size["queries"] == {"1": pytest.approx(5.0), "8": pytest.approx(8.0)}
+    assert s.max_batch_under_100ms == {
         "teacher": {"queries": 1, "documents": None},
         "leaf": {"queries": 8, "documents": 1},
     }
@@ -404,7 +407,7 @@ def test_summarize_on_known_numbers():
             "texts": {"queries": {"source": "q", "count": 2}, "documents": {"source": "d", "count": 2}},
         },
         "results": rows,
-        "summary": {"onnx": s},
+        "summary": {"onnx": s.to_json()},
     }
     md = to_markdown(report)
     assert "| onnx | 8.0x | 8.0x | 1 / 8 | - / 1 |" in md
@@ -429,23 +432,20 @@ def test_read_texts_formats(tmp_path, text_files):
         read_texts(tmp_path / "empty.txt")
 
 
-def test_default_texts_prefer_cisi(shared_data):
-    queries, documents, sources = default_texts()
-    assert len(queries) == 112 and len(documents) == 1460
-    assert "CISI" in sources["queries"] and "title + text" in sources["documents"]
-    assert all(isinstance(t, str) and t for t in queries + documents)
-    assert not math.isnan(sum(len(t) for t in documents))
-
-
-def test_default_texts_fall_back_to_the_builtin_corpus(tmp_path, monkeypatch):
-    import leaf_hub.evaluation.benchmark as bench
-
-    monkeypatch.setattr(bench, "CISI", tmp_path / "no-cisi")
+def test_default_texts_are_the_packages_own(shared_data):
+    """The shipped package never looks outside itself: with ../shared beside the checkout (this fixture), the
+    defaults are still the built-in corpus; a caller (bench/inference.py) passes such files explicitly."""
     queries, documents, sources = default_texts()
     assert "builtin_corpus" in sources["queries"] and "builtin_corpus" in sources["documents"]
+    assert "shared" not in " ".join(sources.values())
     assert len(queries) > 100 and len(documents) > 100
     assert min(len(d.split()) for d in documents) >= 30
     assert sum(len(q.split()) for q in queries) / len(queries) < 15  # queries are short
+    assert all(isinstance(t, str) and t for t in queries + documents)
+    cisi = shared_data / "eval" / "cisi"
+    q, d, given = default_texts(cisi / "queries.jsonl", cisi / "corpus.jsonl")
+    assert len(q) == 112 and len(d) == 1460 and given["queries"] == str(cisi / "queries.jsonl")
+    assert not math.isnan(sum(len(t) for t in d))
 
 
 def test_cli_errors(tmp_path, capsys, tiny_leaf_dir, tiny_teacher_dir, text_files):
@@ -484,3 +484,98 @@ def test_cli_errors(tmp_path, capsys, tiny_leaf_dir, tiny_teacher_dir, text_file
     assert exc.value.code == 2
     assert "comma-separated integers" in capsys.readouterr().err
     assert not (tmp_path / "b.json").exists()
+
+
+def test_deployment_ratios_int8_leaf_against_fp32_teacher(bench_run, text_files):
+    """With both ONNX Runtime backends timed, the report adds the int8 leaf against the fp32 teacher, with the
+    cosine of the int8 leaf's embeddings to its fp32 self, for queries and documents (issue 20)."""
+    import numpy as np
+
+    from leaf_hub.evaluation.bench_report import BenchReport
+    from leaf_hub.export.onnx_encoder import OnnxEncoder
+
+    output, cache = bench_run
+    data = json.loads(output.read_text())
+    report = BenchReport.from_json(data)
+    assert set(report.deployment) == set(KINDS)
+    fp32, int8 = report.summary["onnx"].peak_throughput, report.summary["onnx-int8"].peak_throughput
+    folders = {role: next(f for f in cache.iterdir() if role in f.name) for role in MODELS}
+    texts = {"queries": read_texts(text_files[0]), "documents": read_texts(text_files[1])}
+    for kind, d in report.deployment.items():
+        assert d.leaf_int8_vs_teacher_fp32 == pytest.approx(int8["leaf"][kind] / fp32["teacher"][kind])
+        assert d.leaf_int8_vs_teacher_int8 == pytest.approx(int8["leaf"][kind] / int8["teacher"][kind])
+        assert d.leaf_fp32_vs_teacher_fp32 == pytest.approx(fp32["leaf"][kind] / fp32["teacher"][kind])
+        # The cosines, recomputed from the exported graphs on the same texts at the same length.
+        sample = _pool(texts[kind], len(texts[kind]))
+        assert d.texts == len(sample) == 3
+        for role in MODELS:
+            emb = []
+            for quantized in (False, True):
+                encoder = OnnxEncoder(folders[role], quantized=quantized)
+                encoder.max_seq_length = 32
+                encode = encoder.encode_query if kind == "queries" else encoder.encode_document
+                emb.append(encode(sample))
+            cos = (emb[0] * emb[1]).sum(1) / np.linalg.norm(emb[0], axis=1) / np.linalg.norm(emb[1], axis=1)
+            assert getattr(d, f"{role}_int8_cosine") == pytest.approx(cos.mean(), abs=1e-5)
+            assert getattr(d, f"{role}_int8_cosine_min") == pytest.approx(cos.min(), abs=1e-5)
+            assert 0.9 < cos.min() < 1.0  # int8 weights move the embeddings, a little
+    md = output.with_suffix(".md").read_text()
+    assert "## Deployment: the leaf in place of the teacher" in md
+    q = report.deployment["queries"]
+    assert f"| queries | {q.leaf_int8_vs_teacher_fp32:.1f}x | {q.leaf_int8_vs_teacher_int8:.1f}x |" in md
+    assert f"{q.leaf_int8_cosine:.4f} ({q.leaf_int8_cosine_min:.4f})" in md
+    # A run without both ONNX Runtime backends has no deployment block (torch alone cannot say it).
+    assert "deployment" not in json.loads(json.dumps(BenchReport(meta=report.meta).to_json()))
+
+
+def test_quick_protocol_by_default_thorough_a_flag_away(tiny_leaf_dir, tiny_teacher_dir):
+    """The default `leaf-hub bench` times a small grid (minutes on 2 cores), --thorough the paper's 2,880 calls;
+    options given explicitly win over either."""
+    from leaf_hub.cli import build_parser
+    from leaf_hub.cli.options import config_from_args
+
+    def config(*flags: str) -> BenchConfig:
+        args = build_parser().parse_args(["bench", "--leaf", "l", "--teacher", "t", *flags])
+        return config_from_args(BenchConfig, args)
+
+    def timed_calls(c: BenchConfig) -> int:
+        return (
+            sum(len(call_order(math.ceil(c.pool / b), c.repeats)) for b in c.batch_sizes)
+            * len(c.backends)
+            * len(c.kinds)
+        )
+
+    quick, thorough = config(), config("--thorough")
+    assert (quick.backends, quick.batch_sizes, quick.repeats) == (["onnx", "onnx-int8"], [1, 16], 3)
+    assert (thorough.backends, thorough.batch_sizes, thorough.repeats) == (
+        ["torch", "onnx", "onnx-int8"], [1, 2, 4, 8, 16, 24], 5,
+    )  # fmt: skip
+    assert timed_calls(thorough) == 2880 and timed_calls(quick) == 408
+    own = config(
+        "--thorough", "--batch-sizes", "1,8", "--batch-sizes", "32", "--repeats", "2", "--backends", "onnx"
+    )
+    assert (own.backends, own.batch_sizes, own.repeats, own.pool) == (["onnx"], [1, 8, 32], 2, 32)
+    # The library takes the same options as keywords, lists or comma-separated strings alike.
+    assert BenchConfig("l", "t", backends="torch,onnx", kinds=["queries"]).backends == ["torch", "onnx"]
+
+
+def test_bench_report_reads_back_and_reads_older_reports(bench_run):
+    from leaf_hub.evaluation.bench_report import BenchReport
+    from leaf_hub.hub.card import bench_setup
+
+    output, _ = bench_run
+    data = json.loads(output.read_text())
+    report = BenchReport.read(output)
+    assert report.to_json() == data  # nothing lost or reordered
+    assert report.meta.mode == "quick" and report.meta.hardware.threads == 1
+    # Hardware is written one way: cpu / cores / threads, which the card words.
+    assert {"cpu", "cores", "threads"} <= set(data["meta"]) and "hardware" not in data["meta"]
+    assert bench_setup(data["meta"]).startswith(report.meta.hardware.describe())
+    # A report from before the typed classes (no mode, no deployment) still loads.
+    old = json.loads(output.read_text())
+    del old["meta"]["mode"], old["deployment"]
+    old["meta"]["some_future_key"] = 1
+    again = BenchReport.from_json(old)
+    assert again.meta.mode is None and again.deployment == {} and again.summary == report.summary
+    assert again.to_json()["meta"]["some_future_key"] == 1
+    assert "## onnx-int8, documents" in to_markdown(old)

@@ -12,6 +12,7 @@ from eval_helpers import synthetic_beir, write_sts_plain
 from sentence_transformers import SentenceTransformer
 
 from leaf_hub.cli import main
+from leaf_hub.errors import LeafHubError
 from leaf_hub.evaluation.alignment import embedding_distance
 from leaf_hub.evaluation.evaluate import checkpoint_val_l2, default_dims, mrl_quant_variants, parse_dims
 from leaf_hub.evaluation.retrieval import evaluate_embeddings, load_beir_folder
@@ -319,3 +320,92 @@ def test_overlap_only_collection_and_alignment_texts(tmp_path, cache, leaf_copy,
     lines = texts.read_text().splitlines()
     expected = embedding_distance(teacher.encode(lines), leaf.encode(lines))
     assert results["leaf"]["alignment"]["l2"] == pytest.approx(expected["l2"], abs=1e-5)
+
+
+def test_python_api_returns_the_typed_report(tmp_path, cache, leaf_copy, tiny_teacher_dir, data):
+    """`from leaf_hub import evaluate`: keyword options in, an EvaluationReport out, the same JSON as the CLI."""
+    from leaf_hub import EvaluateConfig, EvaluationReport, evaluate
+
+    out = tmp_path / "api" / "report.json"
+    report = evaluate(
+        leaf=str(leaf_copy), teacher=str(tiny_teacher_dir), retrieval=[str(data["beir"])], sts=str(data["sts"]),
+        dims="16,32", output=out, plots=False, save_to_leaf=False, batch_size=8,
+    )  # fmt: skip
+    assert isinstance(report, EvaluationReport) and report.files == [out, out.with_suffix(".md")]
+    assert json.loads(out.read_text()) == report.to_json()
+    assert not (leaf_copy / "eval_report.json").exists()
+    assert [r.name for r in report.retrieval] == ["syn"] and [s.name for s in report.sts] == ["pairs"]
+    syn = report.retrieval[0]
+    assert report.score("asymmetric", "syn", "ndcg@10") == syn.scores["asymmetric"].ndcg_at_10
+    assert syn.scores["teacher"].top10_overlap is None and 0 <= syn.scores["leaf"].top10_overlap <= 1
+    assert sorted(syn.mrl_quant["leaf"].dims) == [16, 32, 48] and syn.mrl_quant["leaf"].int8 is not None
+    assert report.alignment.scores["leaf"].l2 > 0 and report.meta.mrl_dims == [16, 32, 48]
+    # The CLI's run of the same config writes the same results.
+    cli_out = tmp_path / "cli.json"
+    assert _run("--leaf", leaf_copy, "--teacher", tiny_teacher_dir, "--retrieval", data["beir"], "--sts",
+                data["sts"], "--dims", "16,32", "--output", cli_out, "--no-plots", "--no-save-to-leaf") == 0  # fmt: skip
+    cli = json.loads(cli_out.read_text())
+    assert cli["results"] == report.results() and cli["mrl_quant"] == report.mrl_quant()
+    # A config object works as well; bad options are refused by field name before any model loads.
+    with pytest.raises(LeafHubError, match="batch_size 0 must be at least 1"):
+        evaluate(EvaluateConfig(leaf=str(leaf_copy), sts=[str(data["sts"])], batch_size=0))
+    with pytest.raises(LeafHubError, match="dims '16,x' is not a comma-separated list"):
+        EvaluateConfig(leaf="l", dims="16,x")
+
+
+def test_report_json_round_trip_and_older_reports(tmp_path, cache, leaf_copy, tiny_teacher_dir, data):
+    from leaf_hub.evaluation.report import EvaluationReport
+
+    out = tmp_path / "r.json"
+    run, _ = _make_run(tmp_path, leaf_copy)
+    assert _run("--run", run, "--teacher", tiny_teacher_dir, "--retrieval", data["beir"], "--sts", data["sts"],
+                "--output", out, "--no-plots", "--dims", "16") == 0  # fmt: skip
+    data_json = json.loads(out.read_text())
+    report = EvaluationReport.read(out)
+    assert report.to_json() == data_json  # nothing lost or reordered
+    assert [c.name for c in report.checkpoints] == ["epoch-001", "epoch-002", "final"]
+    assert report.alignment.source == str(run / "validation.jsonl") and report.alignment.texts == 2
+    # Hardware is written one way, as bench writes it: cpu and cores (no "hardware" string any more).
+    meta = data_json["meta"]
+    assert meta["cores"] >= 1 and meta["cpu"] and "hardware" not in meta
+    assert report.meta.hardware.describe().startswith(meta["cpu"])
+
+    # An older report: a hardware string, no meta.datasets (kinds guessed from the metrics), unknown keys.
+    old = json.loads(out.read_text())
+    for key in ("cpu", "cores", "datasets"):
+        del old["meta"][key]
+    old["meta"]["hardware"] = "x86_64 CPU, 2 cores"
+    old["results"]["leaf"]["syn"]["mrr@10"] = 0.5
+    loaded = EvaluationReport.from_json(old)
+    assert loaded.meta.hardware.describe() == "x86_64 CPU, 2 cores"
+    assert [(t.name, t.kind) for t in loaded.tasks()] == [("syn", "retrieval"), ("pairs", "sts"),
+                                                            ("alignment", "alignment")]  # fmt: skip
+    assert loaded.results() == old["results"] and loaded.mrl_quant() == old["mrl_quant"]
+    assert loaded.score("leaf", "syn", "mrr@10") == 0.5 and loaded.score("leaf", "nosuch", "ndcg@10") is None
+    # The card's and the Space's minimal reports load too.
+    tiny = {"results": {"leaf": {"cisi": {"ndcg@10": 0.4}}}, "mrl_quant": {"leaf": {"cisi": {"int8": 0.39}}}}
+    assert EvaluationReport.from_json(tiny).to_json()["results"] == tiny["results"]
+    assert EvaluationReport.from_json(tiny).retrieval[0].mrl_quant["leaf"].int8 == 0.39
+    assert EvaluationReport.from_json("not a report").tasks() == []
+
+
+def test_int8_is_scored_the_way_the_space_scores_it(data):
+    """One quantization path (issue 16): the report's int8 nDCG@10 ranks by the similarity of the vectors the
+    Space's transform gives, with buckets calibrated on the index's documents; not by the raw int8 codes."""
+    from sentence_transformers import quantize_embeddings
+
+    from leaf_hub.space import compare as C
+
+    ds = load_beir_folder(data["beir"])
+    rng = np.random.default_rng(0)
+    q = rng.normal(size=(len(ds.queries), 24)).astype(np.float32)
+    d = rng.normal(size=(len(ds.docs), 24)).astype(np.float32)
+    d[:, :3] *= 8  # dimensions of very different ranges: raw codes would weigh them alike
+    ranges = C.int8_ranges(d)
+    space_q, space_d = C.transform(q, 24, "int8", ranges), C.transform(d, 24, "int8", ranges)
+    variants = mrl_quant_variants(ds, q, d, [24])
+    assert variants["int8"] == pytest.approx(evaluate_embeddings(ds, space_q, space_d)["ndcg@10"], abs=1e-9)
+    codes = [quantize_embeddings(x, "int8", ranges=ranges).astype(np.float32) for x in (q, d)]
+    assert variants["int8"] != pytest.approx(evaluate_embeddings(ds, *codes)["ndcg@10"], abs=1e-6)
+    binary_q, binary_d = C.transform(q, 24, "binary"), C.transform(d, 24, "binary")
+    assert variants["binary"] == evaluate_embeddings(ds, binary_q, binary_d, normalize=False)["ndcg@10"]

@@ -29,6 +29,8 @@ DOCS = ["a history of music in the old city", "the red car is fast", "music and 
 APP_MODULES = {
     "__init__.py",
     "errors.py",
+    "evaluation/__init__.py",
+    "evaluation/quantization.py",  # the one quantization path, shared with the evaluation report
     "models.py",
     "offline.py",
     "space/__init__.py",

@@ -24,12 +24,12 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("distill", "leaf_hub.cli.distill", "distil a teacher into an aligned leaf model"),
     (
         "evaluate",
-        "leaf_hub.evaluation.evaluate",
+        "leaf_hub.cli.evaluate",
         "compare a leaf with its teacher: retrieval, STS, alignment, MRL, quantization",
     ),
     (
         "bench",
-        "leaf_hub.evaluation.benchmark",
+        "leaf_hub.cli.bench",
         "measure leaf and teacher throughput and latency (PyTorch, ONNX Runtime)",
     ),
     (

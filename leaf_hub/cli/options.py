@@ -76,6 +76,8 @@ def add_config_arguments(
             help_text += f" (default: {_default_text(default)})"
         if kind is list:
             opts["action"] = "append"  # None when not given: config_from_args keeps the field's default list
+            if "parse" in f.metadata:  # each value parsed (e.g. "1,2,4" -> [1, 2, 4]); the config flattens
+                opts["type"] = _argparse_type(f.metadata["parse"])
         else:
             opts["default"] = None if default is dataclasses.MISSING else default
             opts["type"] = _argparse_type(f.metadata.get("parse")) or kind

@@ -1,8 +1,11 @@
-"""``leaf-hub bench``: leaf vs teacher throughput and latency, the paper's Table 8 protocol.
+"""Leaf vs teacher throughput and latency (``leaf-hub bench``): :func:`benchmark`, the paper's Table 8 protocol.
 
-For each backend (PyTorch, ONNX Runtime fp32, ONNX Runtime int8), each kind of text (real queries, real
-documents) and each batch size (default 1, 2, 4, 8, 16, 24), both models embed the same batches
-``--repeats`` times. The protocol, chosen so that the leaf/teacher ratio can be trusted on a busy machine:
+For each backend (PyTorch, ONNX Runtime fp32, ONNX Runtime int8), each kind of text (queries, documents)
+and each batch size, both models embed the same batches ``repeats`` times. Two grids
+(:class:`~leaf_hub.evaluation.config.BenchConfig`): the default, quick one (ONNX Runtime fp32 and int8,
+batch sizes 1 and 16, 3 repeats: a few minutes on 2 cores) and ``thorough`` (every backend, batch sizes
+1, 2, 4, 8, 16, 24, 5 repeats: 2,880 timed calls, hours on 2 cores with a 110M-parameter teacher). The
+protocol, chosen so that the leaf/teacher ratio can be trusted on a busy machine:
 
 - **Interleaved**: the teacher and the leaf take turns, and who goes first alternates, so a burst of
   load from elsewhere hits both. By default they take turns per repeat (``--interleave repeat``): each
@@ -47,17 +50,21 @@ documents) and each batch size (default 1, 2, 4, 8, 16, 24), both models embed t
 
 The ONNX rows run :class:`~leaf_hub.export.onnx_encoder.OnnxEncoder` on the whole-model graphs; a model folder
 without them is exported once into the leaf-hub cache (see :func:`leaf_hub.export.onnx.ensure_onnx`).
-Default texts: the CISI queries and documents (title + text) from the development data beside the
-checkout when present, else the built-in corpus of ``leaf_hub.data.texts``; ``--queries`` / ``--documents``
-take any file.
+Default texts: the queries and paragraph-length documents of leaf-hub's built-in corpus (Python's own
+documentation, shipped with the package); ``queries`` / ``documents`` take any file, and ``benchmark`` takes
+lists of texts (``bench/inference.py`` times search queries and CISI that way).
 
-Writes ``OUTPUT`` (JSON: meta, results, summary), ``OUTPUT.md`` and ``OUTPUT.png`` (throughput vs batch
-size, teacher vs leaf, one panel per backend and kind, like the paper's Figure 12).
+When both ONNX Runtime backends run, the report adds the deployment ratios (:mod:`.bench_report`): the int8
+leaf against the fp32 teacher (and the int8 teacher), with the cosine of the int8 leaf's embeddings to its
+fp32 self, for queries and documents (untimed, on the pooled texts).
+
+Returns a :class:`~leaf_hub.evaluation.bench_report.BenchReport` and writes ``OUTPUT`` (JSON: meta, results,
+summary, deployment), ``OUTPUT.md`` and ``OUTPUT.png`` (throughput vs batch size, teacher vs leaf, one panel
+per backend and kind, like the paper's Figure 12).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime
 import gc
@@ -74,20 +81,32 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from leaf_hub.errors import LeafHubError
-from leaf_hub.files import atomic_write_path
-from leaf_hub.models import BACKENDS
+from leaf_hub.evaluation.bench_report import (
+    KINDS,
+    LATENCY_BUDGET_MS,
+    MODELS,
+    BackendSummary,
+    BenchCell,
+    BenchMeta,
+    BenchReport,
+    DeploymentRatio,
+    TextSource,
+    to_markdown,
+    write_report,
+)
+from leaf_hub.evaluation.config import BATCHING, INTERLEAVE, THOROUGH, BenchConfig
+from leaf_hub.evaluation.hardware import Hardware, available_cores, busy_cores, load_average
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("queries", "documents")
-MODELS = ("teacher", "leaf")
-DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 24)
-INTERLEAVE = ("repeat", "batch")
-BATCHING = ("sorted", "arrival")
-LATENCY_BUDGET_MS = 100.0
-CISI = Path(__file__).resolve().parents[3] / "shared" / "data" / "eval" / "cisi"
+__all__ = ["BenchConfig", "BenchReport", "benchmark", "busy_cores", "to_markdown", "write_report"]
 
+DEFAULT_BATCH_SIZES = THOROUGH["batch_sizes"]
+# Texts of each kind whose int8 and fp32 embeddings are compared for the deployment ratios.
+COSINE_TEXTS = 64
 
 # -- texts --------------------------------------------------------------------------------------------
 
@@ -145,28 +164,22 @@ def _builtin_texts() -> tuple[list[str], list[str], str]:
 
 
 def default_texts(
-    queries_file: str | None = None, documents_file: str | None = None
+    queries_file: str | os.PathLike | None = None, documents_file: str | os.PathLike | None = None
 ) -> tuple[list[str], list[str], dict[str, str]]:
-    """Queries and documents to time, with a description of where they came from."""
+    """Queries and documents to time (the files given, else the built-in corpus's), and where they came from.
+
+    Only what the package carries: nothing outside it is looked for.
+    """
     sources: dict[str, str] = {}
-    fallback = None
+    builtin = _builtin_texts() if not (queries_file and documents_file) else None
     if queries_file:
         queries, sources["queries"] = read_texts(queries_file), str(queries_file)
-    elif (CISI / "queries.jsonl").is_file():
-        queries, sources["queries"] = read_texts(CISI / "queries.jsonl"), f"CISI queries ({CISI})"
     else:
-        fallback = _builtin_texts()
-        queries, sources["queries"] = fallback[0], fallback[2]
+        queries, sources["queries"] = builtin[0], builtin[2]
     if documents_file:
         documents, sources["documents"] = read_texts(documents_file), str(documents_file)
-    elif (CISI / "corpus.jsonl").is_file():
-        documents, sources["documents"] = (
-            read_texts(CISI / "corpus.jsonl"),
-            f"CISI corpus, title + text ({CISI})",
-        )
     else:
-        fallback = fallback or _builtin_texts()
-        documents, sources["documents"] = fallback[1], fallback[2]
+        documents, sources["documents"] = builtin[1], builtin[2]
     return queries, documents, sources
 
 
@@ -182,6 +195,11 @@ class _Runner:
 
     def encode(self, kind: str, texts: list[str]) -> None:
         self._encode[kind](texts)
+
+    def embed(self, kind: str, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        """The embeddings (untimed use: the deployment cosines)."""
+        encode = self.owner.encode_query if kind == "queries" else self.owner.encode_document
+        return np.asarray(encode(texts, batch_size=batch_size), dtype=np.float32)
 
     @property
     def max_seq_length(self) -> int:
@@ -324,111 +342,114 @@ def _cell(
     repeat_seconds: list[float],
     latencies: list[float],
     pool_size: int,
-) -> dict[str, Any]:
-    median = statistics.median(latencies)
-    return {
-        "model": model,
-        "backend": backend,
-        "kind": kind,
-        "batch_size": batch_size,
-        "throughput": pool_size / statistics.median(repeat_seconds),
-        "min_latency_ms": min(latencies) * 1000,
-        "median_latency_ms": median * 1000,
-        "repeats": len(repeat_seconds),
-        "texts_per_repeat": pool_size,
-        "repeat_seconds": [round(t, 9) for t in repeat_seconds],
-        "latencies_ms": [round(t * 1000, 3) for t in latencies],
-    }
+) -> BenchCell:
+    return BenchCell(
+        model=model,
+        backend=backend,
+        kind=kind,
+        batch_size=batch_size,
+        throughput=pool_size / statistics.median(repeat_seconds),
+        min_latency_ms=min(latencies) * 1000,
+        median_latency_ms=statistics.median(latencies) * 1000,
+        repeats=len(repeat_seconds),
+        texts_per_repeat=pool_size,
+        repeat_seconds=[round(t, 9) for t in repeat_seconds],
+        latencies_ms=[round(t * 1000, 3) for t in latencies],
+    )
 
 
-def summarize(results: list[dict[str, Any]], budget_ms: float = LATENCY_BUDGET_MS) -> dict[str, Any]:
+def summarize(
+    results: Sequence[BenchCell | dict[str, Any]], budget_ms: float = LATENCY_BUDGET_MS
+) -> dict[str, BackendSummary]:
     """Per backend: speed-ups (peak throughput ratio and per batch size) and the largest batch under budget."""
-    summary: dict[str, Any] = {}
-    for backend in dict.fromkeys(r["backend"] for r in results):
-        rows = [r for r in results if r["backend"] == backend]
-        kinds = [k for k in KINDS if any(r["kind"] == k for r in rows)]
+    cells = [c if isinstance(c, BenchCell) else BenchCell.from_json(c) for c in results]
+    summary: dict[str, BackendSummary] = {}
+    for backend in dict.fromkeys(c.backend for c in cells):
+        rows = [c for c in cells if c.backend == backend]
+        kinds = [k for k in KINDS if any(c.kind == k for c in rows)]
 
-        def cells(model: str, kind: str, rows=rows) -> dict[int, dict[str, Any]]:
-            return {r["batch_size"]: r for r in rows if r["model"] == model and r["kind"] == kind}
+        def by_size(model: str, kind: str, rows=rows) -> dict[int, BenchCell]:
+            return {c.batch_size: c for c in rows if c.model == model and c.kind == kind}
 
-        entry: dict[str, Any] = {
-            "peak_throughput": {},
-            "max_batch_under_100ms": {},
-            "speedup_by_batch_size": {},
-            "speedup_range_by_batch_size": {},
-        }
+        entry = BackendSummary()
         for model in MODELS:
-            entry["peak_throughput"][model] = {}
-            entry["max_batch_under_100ms"][model] = {}
+            entry.peak_throughput[model] = {}
+            entry.max_batch_under_100ms[model] = {}
             for kind in kinds:
-                c = cells(model, kind)
-                entry["peak_throughput"][model][kind] = max(
-                    (r["throughput"] for r in c.values()), default=None
-                )
-                under = [b for b, r in c.items() if r["median_latency_ms"] < budget_ms]
-                entry["max_batch_under_100ms"][model][kind] = max(under, default=None)
+                c = by_size(model, kind)
+                entry.peak_throughput[model][kind] = max((r.throughput for r in c.values()), default=None)
+                under = [b for b, r in c.items() if r.median_latency_ms < budget_ms]
+                entry.max_batch_under_100ms[model][kind] = max(under, default=None)
         for kind in kinds:
-            teacher, leaf = cells("teacher", kind), cells("leaf", kind)
-            entry["speedup_by_batch_size"][kind] = {
-                str(b): leaf[b]["throughput"] / teacher[b]["throughput"] for b in sorted(teacher) if b in leaf
+            teacher, leaf = by_size("teacher", kind), by_size("leaf", kind)
+            entry.speedup_by_batch_size[kind] = {
+                str(b): leaf[b].throughput / teacher[b].throughput for b in sorted(teacher) if b in leaf
             }
             ranges = {}
             for b in sorted(teacher):
-                pair = (teacher[b].get("repeat_seconds"), leaf.get(b, {}).get("repeat_seconds"))
+                pair = (teacher[b].repeat_seconds, leaf[b].repeat_seconds if b in leaf else None)
                 if pair[0] and pair[1]:  # repeat r of the teacher against repeat r of the leaf
                     ratios = [t / lf for t, lf in zip(*pair, strict=True)]
                     ranges[str(b)] = [min(ratios), max(ratios)]
-            entry["speedup_range_by_batch_size"][kind] = ranges
-            t_peak = entry["peak_throughput"]["teacher"][kind]
-            l_peak = entry["peak_throughput"]["leaf"][kind]
-            entry[f"{kind}_speedup"] = l_peak / t_peak if t_peak and l_peak else None
-        summary[backend] = {
-            "documents_speedup": entry.pop("documents_speedup", None),
-            "queries_speedup": entry.pop("queries_speedup", None),
-            **entry,
-        }
+            entry.speedup_range_by_batch_size[kind] = ranges
+            t_peak = entry.peak_throughput["teacher"][kind]
+            l_peak = entry.peak_throughput["leaf"][kind]
+            setattr(entry, f"{kind}_speedup", l_peak / t_peak if t_peak and l_peak else None)
+        summary[backend] = entry
     return summary
 
 
-def available_cores() -> int:
-    """The cores this process may run on (its CPU affinity), not every core of the host."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+def deployment_ratios(
+    summary: dict[str, BackendSummary],
+    cosines: dict[tuple[str, str], tuple[float, float]],
+    texts: dict[str, int] | None = None,
+) -> dict[str, DeploymentRatio]:
+    """Per kind: the int8 leaf against the fp32 (and int8) teacher, fp32 against fp32, and the int8 graphs'
+    cosines to their fp32 selves; empty unless both ``onnx`` and ``onnx-int8`` were timed."""
+    if "onnx" not in summary or "onnx-int8" not in summary:
+        return {}
+    fp32, int8 = summary["onnx"].peak_throughput, summary["onnx-int8"].peak_throughput
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return a / b if a and b else None
+
+    out = {}
+    for kind in KINDS:
+        if kind not in fp32.get("teacher", {}) or kind not in int8.get("leaf", {}):
+            continue
+        leaf_cos = cosines.get(("leaf", kind), (None, None))
+        teacher_cos = cosines.get(("teacher", kind), (None, None))
+        out[kind] = DeploymentRatio(
+            leaf_int8_vs_teacher_fp32=ratio(int8["leaf"][kind], fp32["teacher"][kind]),
+            leaf_int8_vs_teacher_int8=ratio(int8["leaf"][kind], int8["teacher"][kind]),
+            leaf_fp32_vs_teacher_fp32=ratio(fp32["leaf"][kind], fp32["teacher"][kind]),
+            leaf_int8_cosine=leaf_cos[0],
+            leaf_int8_cosine_min=leaf_cos[1],
+            teacher_int8_cosine=teacher_cos[0],
+            teacher_int8_cosine_min=teacher_cos[1],
+            texts=(texts or {}).get(kind) if cosines else None,
+        )
+    return out
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def busy_cores(interval: float = 0.5) -> float | None:
-    """How many cores' worth of CPU time other processes used over ``interval`` seconds (Linux /proc/stat).
-
-    Call it while this process is idle. None where /proc/stat is not readable.
-    """
-
-    def sample() -> tuple[float, float]:
-        with open("/proc/stat", encoding="ascii") as f:
-            values = [float(v) for v in f.readline().split()[1:9]]  # user .. steal; guest is inside user
-        return sum(values), values[3] + values[4]  # total, idle + iowait
-
-    try:
-        total0, idle0 = sample()
-        time.sleep(interval)
-        total1, idle1 = sample()
-    except (OSError, ValueError, IndexError):
-        return None
-    if total1 <= total0:
-        return None
-    return round((1 - (idle1 - idle0) / (total1 - total0)) * (os.cpu_count() or 1), 2)
+def _int8_cosines(
+    models: _Models, kinds: Sequence[str], texts: dict[str, list[str]], seq_len: int
+) -> dict[tuple[str, str], tuple[float, float]]:
+    """(mean, min) cosine of each text's int8-graph embedding to its fp32-graph one, per model and kind."""
+    out = {}
+    for role in MODELS:
+        runners = {backend: models.runner(role, backend) for backend in ("onnx", "onnx-int8")}
+        for runner in runners.values():
+            runner.max_seq_length = seq_len
+        for kind in kinds:
+            a, b = (runners[backend].embed(kind, texts[kind]) for backend in ("onnx", "onnx-int8"))
+            cos = np.sum(a * b, axis=1) / np.maximum(
+                np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12
+            )
+            out[(role, kind)] = (round(float(cos.mean()), 6), round(float(cos.min()), 6))
+        del runners
+        gc.collect()
+    return out
 
 
 def _shown_path(model: str | os.PathLike) -> str:
@@ -455,61 +476,51 @@ def _tokenizer_parallelism(enabled: bool):
         os.environ.pop("TOKENIZERS_PARALLELISM", None)
 
 
-def _load() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except (AttributeError, OSError):
-        return None
-
-
-def run_benchmark(
-    leaf: str,
-    teacher: str,
-    backends: Sequence[str] = BACKENDS,
+def benchmark(
+    config: BenchConfig | None = None,
+    /,
+    *,
     queries: Sequence[str] | None = None,
     documents: Sequence[str] | None = None,
-    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
-    repeats: int = 5,
-    max_seq_length: int | None = None,
-    threads: int | None = None,
-    onnx_cache: str | None = None,
-    sources: dict[str, str] | None = None,
-    pool_size: int | None = None,
-    kinds: Sequence[str] = KINDS,
-    interleave: str = "repeat",
-    batching: str = "sorted",
-) -> dict[str, Any]:
-    """Time teacher and leaf, interleaved, on every backend, kind and batch size; returns the report dict."""
+    **options: Any,
+) -> BenchReport:
+    """Time teacher and leaf, interleaved, on every backend, kind and batch size; write and return the report.
+
+    Pass a :class:`BenchConfig` or its fields as keyword arguments (``benchmark(leaf=..., teacher=...)``).
+    ``queries`` / ``documents``: texts to time instead of the config's files (or the built-in corpus).
+    Writes ``config.output`` (JSON, Markdown, PNG; ``output=None`` writes nothing); the paths are in the
+    report's ``files``.
+    """
     from tqdm.auto import tqdm
 
-    unknown = [b for b in backends if b not in BACKENDS]
-    if unknown or not backends:
-        raise LeafHubError(f"unknown backend(s) {unknown or backends}; choose from {', '.join(BACKENDS)}")
-    if repeats < 1:
-        raise LeafHubError(f"--repeats must be >= 1, got {repeats}")
-    _check_interleave(interleave)  # before any model is loaded
-    _check_batching(batching)
-    if not kinds or [k for k in kinds if k not in KINDS]:
-        raise LeafHubError(f"unknown kind(s) of text {list(kinds)}; choose from {', '.join(KINDS)}")
-    kinds = [k for k in KINDS if k in kinds]  # the canonical order
-    if not batch_sizes or min(batch_sizes) < 1:
-        raise LeafHubError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
-    pool_size = pool_size or max(batch_sizes)
-    if pool_size < max(batch_sizes):
-        raise LeafHubError(
-            f"--pool {pool_size} is smaller than the largest batch size {max(batch_sizes)}; "
-            "give a pool at least that large"
-        )
+    if config is None:
+        config = BenchConfig(**options)
+    elif options:
+        raise TypeError("give a BenchConfig or keyword options, not both")
+    config.validate()  # before any model is loaded
+    backends, kinds, batch_sizes = list(config.backends), list(config.kinds), list(config.batch_sizes)
+    repeats, interleave, batching = int(config.repeats), config.interleave, config.batching
+    pool_size = config.pool
+    sources = dict(config.sources or {})
     if queries is None or documents is None:
-        q, d, found = default_texts()
-        queries, documents = queries or q, documents or d
-        sources = sources or found
+        q, d, found = default_texts(
+            config.queries if queries is None else None, config.documents if documents is None else None
+        )
+        if queries is None:
+            queries = q
+            sources.setdefault("queries", found["queries"])
+        if documents is None:
+            documents = d
+            sources.setdefault("documents", found["documents"])
+    if not queries or not documents:
+        raise LeafHubError("no texts to time: give at least one query and one document")
     texts = {"queries": list(queries), "documents": list(documents)}
-    threads = threads or available_cores()
-    models = _Models({"teacher": str(teacher), "leaf": str(leaf)}, threads, onnx_cache)
+    threads = config.threads or available_cores()
+    onnx_cache = str(config.onnx_cache) if config.onnx_cache else None
+    models = _Models({"teacher": str(config.teacher), "leaf": str(config.leaf)}, threads, onnx_cache)
 
     started = time.perf_counter()
-    load_before = _load()
+    load_before = load_average()
     # What other processes use right now (this one is idle here): unlike the load average, which still
     # counts this benchmark's own previous run for a minute.
     busy_before = busy_cores()
@@ -525,8 +536,8 @@ def run_benchmark(
             threads,
             "consider --threads 1" if threads > 1 else "run it on a quiet machine",
         )
-    results: list[dict[str, Any]] = []
-    seq_len = max_seq_length
+    results: list[BenchCell] = []
+    seq_len = config.max_seq_length
     model_limits: dict[str, int] = {}
     pools = {kind: _pool(texts[kind], pool_size) for kind in kinds}
     total = (
@@ -591,11 +602,17 @@ def run_benchmark(
                         )
                     progress.set_postfix_str(
                         f"{backend} {kind} b={batch_size} "
-                        f"x{results[-1]['throughput'] / results[-2]['throughput']:.1f}"
+                        f"x{results[-1].throughput / results[-2].throughput:.1f}"
                     )
             del runners
-    progress.close()
-    models.release_torch()
+        progress.close()
+        models.release_torch()
+        summary = summarize(results)
+        cosines: dict[tuple[str, str], tuple[float, float]] = {}
+        cosine_texts = {kind: _pool(texts[kind], min(COSINE_TEXTS, len(texts[kind]))) for kind in kinds}
+        if "onnx" in summary and "onnx-int8" in summary:
+            logger.info("deployment ratios: int8 vs fp32 embeddings of %s texts per kind", COSINE_TEXTS)
+            cosines = _int8_cosines(models, kinds, cosine_texts, seq_len)
 
     import onnxruntime
 
@@ -617,33 +634,26 @@ def run_benchmark(
         if batching == "sorted"
         else "cut into batches in its random order (as texts arrive at a server)"
     )
-    meta = {
-        "leaf": _shown_path(leaf),
-        "teacher": _shown_path(teacher),
-        "backends": list(backends),
-        "kinds": kinds,
-        "batch_sizes": list(batch_sizes),
-        "repeats": repeats,
-        "interleave": interleave,
-        "batching": batching,
-        "tokenizer_parallelism": os.environ.get("TOKENIZERS_PARALLELISM", str(tokenizer_parallelism).lower()),
-        "pool_size": pool_size,
-        "max_seq_length": seq_len,
-        "model_max_seq_length": model_limits,
-        "threads": threads,
-        "cpu": _cpu_name(),
-        "cores": available_cores(),
-        "load_average_before": load_before,
-        "busy_cores_before": busy_before,
-        "load_average_after": _load(),
-        "texts": {
-            "queries": {"source": (sources or {}).get("queries", "given"), "count": len(texts["queries"])},
-            "documents": {
-                "source": (sources or {}).get("documents", "given"),
-                "count": len(texts["documents"]),
-            },
-        },
-        "protocol": (
+    meta = BenchMeta(
+        leaf=_shown_path(config.leaf),
+        teacher=_shown_path(config.teacher),
+        backends=list(backends),
+        kinds=kinds,
+        batch_sizes=list(batch_sizes),
+        repeats=repeats,
+        mode="thorough" if config.thorough else "quick",
+        interleave=interleave,
+        batching=batching,
+        tokenizer_parallelism=os.environ.get("TOKENIZERS_PARALLELISM", str(tokenizer_parallelism).lower()),
+        pool_size=pool_size,
+        max_seq_length=seq_len,
+        model_max_seq_length=model_limits,
+        hardware=Hardware.detect(threads=threads),
+        load_average_before=load_before,
+        busy_cores_before=busy_before,
+        load_average_after=load_average(),
+        texts={kind: TextSource(sources.get(kind, "given"), len(texts[kind])) for kind in KINDS},
+        protocol=(
             f"each kind times one fixed pool of {pool_size} texts at every batch size, {cut}; teacher and "
             f"leaf interleaved per {interleave} (order alternating; ONNX Runtime: {onnx_sessions}); same "
             "max_seq_length; tokenization + model + pooling "
@@ -652,264 +662,21 @@ def run_benchmark(
             "speed-up = leaf peak throughput / teacher peak throughput over batch sizes (range: per-repeat "
             f"ratios); max batch under {LATENCY_BUDGET_MS:.0f} ms uses the median per-call latency"
         ),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "wall_time_s": round(time.perf_counter() - started, 1),
-        "versions": {
+        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        wall_time_s=round(time.perf_counter() - started, 1),
+        versions={
             "leaf_hub": leaf_hub.__version__,
             "torch": torch_version,
             "onnxruntime": onnxruntime.__version__,
             "python": platform.python_version(),
         },
-    }
-    return {"meta": meta, "results": results, "summary": summarize(results)}
-
-
-# -- reports ------------------------------------------------------------------------------------------
-
-
-def _or_unknown(value: Any) -> str:
-    """A meta field older reports do not have (or this platform could not measure)."""
-    return "not measured" if value is None else str(value)
-
-
-def _fmt(x: float | None, digits: int = 1) -> str:
-    return "-" if x is None else f"{x:.{digits}f}"
-
-
-def _times(x: float | None) -> str:
-    return "-" if x is None else f"{x:.1f}x"
-
-
-def to_markdown(report: dict[str, Any]) -> str:
-    """The benchmark as Markdown: setup, then per backend a table per kind and the speed-ups."""
-    meta, summary = report["meta"], report["summary"]
-    lines = [
-        "# Leaf vs teacher: throughput and latency",
-        "",
-        f"- leaf: `{meta['leaf']}`; teacher: `{meta['teacher']}`",
-        f"- hardware: {meta['cpu']}, {meta['cores']} cores, {meta['threads']} threads; "
-        f"cores busy with other work before: {_or_unknown(meta.get('busy_cores_before'))}; "
-        f"load average before/after: {meta.get('load_average_before')} / {meta.get('load_average_after')}",
-        f"- both models at max_seq_length {meta['max_seq_length']} (own limits: {meta.get('model_max_seq_length')})",
-        f"- queries: {meta['texts']['queries']['source']} ({meta['texts']['queries']['count']}); "
-        f"documents: {meta['texts']['documents']['source']} ({meta['texts']['documents']['count']})",
-        f"- {meta['repeats']} repeats per batch size; {meta['protocol']}",
-        "",
-        "## Summary",
-        "",
-        "| backend | queries speed-up | documents speed-up | max batch < 100 ms (teacher / leaf), queries | "
-        "documents |",
-        "|---|---|---|---|---|",
-    ]
-    for backend, s in summary.items():
-        mb = s["max_batch_under_100ms"]
-
-        def under(kind: str, mb=mb) -> str:
-            if kind not in mb["teacher"]:
-                return "-"
-            return f"{mb['teacher'][kind] or '-'} / {mb['leaf'][kind] or '-'}"
-
-        lines.append(
-            f"| {backend} | {_times(s['queries_speedup'])} | {_times(s['documents_speedup'])} | "
-            f"{under('queries')} | {under('documents')} |"
-        )
-    kinds = [k for k in KINDS if any(r["kind"] == k for r in report["results"])]
-    for backend in summary:
-        for kind in kinds:
-            rows = {
-                (r["model"], r["batch_size"]): r
-                for r in report["results"]
-                if r["backend"] == backend and r["kind"] == kind
-            }
-            sizes = sorted({b for _, b in rows})
-            lines += [
-                "",
-                f"## {backend}, {kind}",
-                "",
-                "| batch | teacher texts/s | leaf texts/s | speed-up (range over repeats) | teacher median / min ms | "
-                "leaf median / min ms |",
-                "|---|---|---|---|---|---|",
-            ]
-            ranges = summary[backend].get("speedup_range_by_batch_size", {}).get(kind, {})
-            for b in sizes:
-                t, lf = rows.get(("teacher", b)), rows.get(("leaf", b))
-                if not t or not lf:
-                    continue
-                spread = f" ({ranges[str(b)][0]:.1f}-{ranges[str(b)][1]:.1f})" if str(b) in ranges else ""
-                lines.append(
-                    f"| {b} | {t['throughput']:.1f} | {lf['throughput']:.1f} | "
-                    f"{lf['throughput'] / t['throughput']:.1f}x{spread} | {t['median_latency_ms']:.0f} / "
-                    f"{t['min_latency_ms']:.0f} | {lf['median_latency_ms']:.0f} / {lf['min_latency_ms']:.0f} |"
-                )
-    return "\n".join(lines) + "\n"
-
-
-def plot(report: dict[str, Any], path: str | os.PathLike) -> None:
-    """Throughput vs batch size, teacher vs leaf: one panel per (kind, backend), like the paper's Figure 12."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
-
-    backends = list(report["summary"])
-    kinds = [k for k in KINDS if any(r["kind"] == k for r in report["results"])]
-    fig, axes = plt.subplots(
-        len(kinds),
-        len(backends),
-        figsize=(4.2 * len(backends), 3.25 * len(kinds) + 0.5),
-        squeeze=False,
-        sharex=True,
     )
-    for col, backend in enumerate(backends):
-        for row, kind in enumerate(kinds):
-            ax = axes[row][col]
-            for model, style in (("teacher", "o--"), ("leaf", "s-")):
-                cells = sorted(
-                    (r["batch_size"], r["throughput"])
-                    for r in report["results"]
-                    if r["backend"] == backend and r["kind"] == kind and r["model"] == model
-                )
-                if cells:
-                    ax.plot([c[0] for c in cells], [c[1] for c in cells], style, label=model)
-            speedup = report["summary"][backend].get(f"{kind}_speedup")
-            ax.set_title(f"{backend}: {kind} ({_fmt(speedup)}x)")
-            ax.set_xscale("log", base=2)
-            ax.set_yscale("log")  # a constant speed-up is a constant gap between the two lines
-            ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-            # Minor ticks labelled at 2x and 5x only, so that the labels do not overlap.
-            ax.yaxis.set_minor_formatter(
-                matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else "")
-            )
-            ax.set_xticks(report["meta"]["batch_sizes"], [str(b) for b in report["meta"]["batch_sizes"]])
-            ax.grid(alpha=0.3)
-            if col == 0:
-                ax.set_ylabel("texts / s")
-            if row == len(kinds) - 1:
-                ax.set_xlabel("batch size")
-            ax.legend()
-    fig.suptitle(
-        f"leaf vs teacher, max_seq_length {report['meta']['max_seq_length']}, {report['meta']['cpu']}"
+    report = BenchReport(
+        meta=meta,
+        results=results,
+        summary=summary,
+        deployment=deployment_ratios(summary, cosines, {k: len(v) for k, v in cosine_texts.items()}),
     )
-    fig.tight_layout()
-    _atomic(Path(path), lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
-
-
-_atomic = atomic_write_path
-
-
-def write_report(report: dict[str, Any], output: str | os.PathLike) -> tuple[Path, Path, Path]:
-    """Write ``output`` (JSON), the Markdown and the PNG next to it; returns the three paths."""
-    out = Path(output).expanduser()
-    md, png = out.with_suffix(".md"), out.with_suffix(".png")
-
-    def write_text(text: str) -> Callable[[str], None]:
-        def write(tmp: str) -> None:
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(text)
-
-        return write
-
-    _atomic(out, write_text(json.dumps(report, indent=2) + "\n"))
-    _atomic(md, write_text(to_markdown(report)))
-    plot(report, png)
-    return out, md, png
-
-
-# -- CLI ----------------------------------------------------------------------------------------------
-
-
-def _int_list(value: str) -> list[int]:
-    try:
-        sizes = [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {value!r}") from None
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"batch sizes must be positive integers, got {value!r}")
-    return sizes
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--leaf", required=True, help="the leaf model: folder or Hub id")
-    parser.add_argument("--teacher", required=True, help="its teacher: Hub id or folder")
-    parser.add_argument(
-        "--backends",
-        default=",".join(BACKENDS),
-        help=f"comma-separated, from {', '.join(BACKENDS)} (default: all)",
-    )
-    parser.add_argument("--queries", help="queries file (.jsonl with 'text', or one per line); default CISI")
-    parser.add_argument("--documents", help="documents file (.jsonl with 'text'[, 'title'], or one per line)")
-    parser.add_argument(
-        "--batch-sizes", type=_int_list, default=list(DEFAULT_BATCH_SIZES), help="default 1,2,4,8,16,24"
-    )
-    parser.add_argument(
-        "--repeats", type=int, default=5, help="timed calls per model and batch size (default 5)"
-    )
-    parser.add_argument(
-        "--kinds",
-        default=",".join(KINDS),
-        help="comma-separated, from queries,documents (default: both)",
-    )
-    parser.add_argument(
-        "--pool",
-        type=int,
-        default=None,
-        help="texts timed at every batch size, per kind (default: the largest batch size; 48 = lcm of the "
-        "default sizes gives full batches everywhere; a larger pool gives the length sort more room, as a "
-        "bulk job's thousands of texts do)",
-    )
-    parser.add_argument(
-        "--max-seq-length", type=int, default=None, help="for both models (default: the smaller model limit)"
-    )
-    parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores)")
-    parser.add_argument(
-        "--interleave",
-        choices=INTERLEAVE,
-        default="repeat",
-        help="teacher and leaf take turns per repeat (default: each encodes the whole pool, as a server "
-        "would) or per batch (finer against load, but the teacher evicts the leaf from the CPU caches)",
-    )
-    parser.add_argument(
-        "--batching",
-        choices=BATCHING,
-        default="sorted",
-        help="cut the pool into batches after sorting it by length, as encode does for bulk encoding "
-        "(default), or in arrival order, as an online server batches whatever came in (more padding)",
-    )
-    parser.add_argument(
-        "--onnx-cache", default=None, help="where to export models without onnx/ (default: leaf-hub cache)"
-    )
-    parser.add_argument(
-        "--output", default="bench.json", help="JSON report; .md and .png are written next to it"
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    queries, documents, sources = default_texts(args.queries, args.documents)
-    report = run_benchmark(
-        args.leaf,
-        args.teacher,
-        backends=backends,
-        queries=queries,
-        documents=documents,
-        batch_sizes=args.batch_sizes,
-        repeats=args.repeats,
-        max_seq_length=args.max_seq_length,
-        threads=args.threads,
-        onnx_cache=args.onnx_cache,
-        sources=sources,
-        pool_size=args.pool,
-        kinds=[k.strip() for k in args.kinds.split(",") if k.strip()],
-        interleave=args.interleave,
-        batching=args.batching,
-    )
-    paths = write_report(report, args.output)
-    for backend, s in report["summary"].items():
-        print(
-            f"{backend}: leaf/teacher throughput x{_fmt(s['queries_speedup'])} queries, "
-            f"x{_fmt(s['documents_speedup'])} documents"
-        )
-    print("wrote " + ", ".join(str(p) for p in paths))
-    return 0
+    if config.output is not None:
+        report.files = list(write_report(report, config.output))
+    return report

@@ -1,6 +1,9 @@
-"""Writing an evaluation report: ``report.json``, ``report.md`` and PNG plots next to it.
+"""The evaluation report: typed results (:class:`EvaluationReport`), its JSON, Markdown and PNG plots.
 
-The JSON is the contract other stages read (model card, publish, the Space)::
+:func:`leaf_hub.evaluation.evaluate.evaluate` returns an :class:`EvaluationReport`; the model card, the Space
+and publish read the JSON it writes (``report.json``, and ``eval_report.json`` in the leaf folder) back with
+:meth:`EvaluationReport.read` / :meth:`EvaluationReport.from_json`. The JSON keeps the schema reports have
+always had, so older files load too::
 
     {"meta": {...},
      "results": {MODEL: {TASK: {METRIC: float}}},          MODEL in teacher, leaf, asymmetric
@@ -18,9 +21,11 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from leaf_hub.evaluation.hardware import Hardware
 from leaf_hub.files import atomic_write_bytes
 
 MODELS = ("teacher", "leaf", "asymmetric")
@@ -28,6 +33,412 @@ _COLORS = {"teacher": "#1f77b4", "leaf": "#2ca02c", "asymmetric": "#ff7f0e"}
 
 
 write_atomic = atomic_write_bytes
+
+
+# ------------------------------------------------------------------------------------------ the types
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+class _Metrics:
+    """Named metrics of one model on one task; JSON keys in ``KEYS`` (field -> key), others in ``extra``."""
+
+    KEYS: ClassVar[dict[str, str]] = {}
+    extra: dict[str, float]
+
+    def to_json(self) -> dict[str, float]:
+        out = {key: getattr(self, name) for name, key in self.KEYS.items() if getattr(self, name) is not None}
+        return {**out, **self.extra}
+
+    @classmethod
+    def from_json(cls, data: Any):
+        data = _dict(data)
+        known = {name: _number(data.get(key)) for name, key in cls.KEYS.items()}
+        extra = {
+            k: float(v) for k, v in data.items() if k not in cls.KEYS.values() and _number(v) is not None
+        }
+        return cls(**known, extra=extra)
+
+    def get(self, key: str) -> float | None:
+        """A metric by its JSON key (``ndcg@10``, ``spearman``, ...)."""
+        for name, k in self.KEYS.items():
+            if k == key:
+                return getattr(self, name)
+        return self.extra.get(key)
+
+    def __bool__(self) -> bool:
+        return bool(self.to_json())
+
+
+@dataclass
+class RetrievalScores(_Metrics):
+    """One model (or mode) on one collection: nDCG@10, recall@100, top-10 overlap with the teacher."""
+
+    ndcg_at_10: float | None = None
+    recall_at_100: float | None = None
+    # Share of the teacher's top-10 also in this system's top-10 (leaf and asymmetric only).
+    top10_overlap: float | None = None
+    extra: dict[str, float] = field(default_factory=dict)
+    KEYS: ClassVar[dict[str, str]] = {
+        "ndcg_at_10": "ndcg@10",
+        "recall_at_100": "recall@100",
+        "top10_overlap": "top10_overlap",
+    }
+
+
+@dataclass
+class StsScores(_Metrics):
+    """Spearman of the cosine similarities with the gold scores (raw, not x100)."""
+
+    spearman: float | None = None
+    extra: dict[str, float] = field(default_factory=dict)
+    KEYS: ClassVar[dict[str, str]] = {"spearman": "spearman"}
+
+
+@dataclass
+class AlignmentScores(_Metrics):
+    """Leaf vs teacher, label-free: mean L2 / cosine on held-out texts, mean top-10 overlap."""
+
+    l2: float | None = None
+    cosine: float | None = None
+    top10_overlap: float | None = None
+    extra: dict[str, float] = field(default_factory=dict)
+    KEYS: ClassVar[dict[str, str]] = {"l2": "l2", "cosine": "cosine", "top10_overlap": "top10_overlap"}
+
+
+@dataclass
+class MrlQuantScores:
+    """nDCG@10 of one model on one collection with truncated (``dims``) and quantized embeddings."""
+
+    dims: dict[int, float] = field(default_factory=dict)
+    int8: float | None = None
+    binary: float | None = None
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, float]:
+        out: dict[str, float] = {f"dim={d}": v for d, v in sorted(self.dims.items())}
+        if self.int8 is not None:
+            out["int8"] = self.int8
+        if self.binary is not None:
+            out["binary"] = self.binary
+        return {**out, **self.extra}
+
+    @classmethod
+    def from_json(cls, data: Any) -> MrlQuantScores:
+        out = cls()
+        for key, value in _dict(data).items():
+            number = _number(value)
+            if number is None:
+                continue
+            if key.startswith("dim=") and key[4:].isdigit():
+                out.dims[int(key[4:])] = number
+            elif key in ("int8", "binary"):
+                setattr(out, key, number)
+            else:
+                out.extra[key] = number
+        return out
+
+
+@dataclass
+class RetrievalResult:
+    """One retrieval collection: scores per mode (teacher, leaf, asymmetric) and the MRL / quantization
+    variants. ``labelled=False``: a collection without qrels (``overlap``), scored by top-10 overlap only."""
+
+    name: str
+    scores: dict[str, RetrievalScores] = field(default_factory=dict)
+    mrl_quant: dict[str, MrlQuantScores] = field(default_factory=dict)
+    source: str | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+    labelled: bool = True
+
+    @property
+    def kind(self) -> str:
+        return "retrieval" if self.labelled else "overlap"
+
+
+@dataclass
+class StsResult:
+    """One STS set: Spearman per mode (asymmetric: sentence 1 by the leaf, sentence 2 by the teacher)."""
+
+    name: str
+    scores: dict[str, StsScores] = field(default_factory=dict)
+    source: str | None = None
+    pairs: int | None = None
+
+    kind: ClassVar[str] = "sts"
+
+
+@dataclass
+class AlignmentResult:
+    """Leaf vs teacher without labels: ``scores["leaf"]`` (L2, cosine, mean top-10 overlap) and
+    ``scores["asymmetric"]`` (mean top-10 overlap)."""
+
+    scores: dict[str, AlignmentScores] = field(default_factory=dict)
+    source: str | None = None
+    texts: int | None = None
+
+    name: ClassVar[str] = "alignment"
+    kind: ClassVar[str] = "alignment"
+
+
+@dataclass
+class CheckpointResult:
+    """One checkpoint of a distillation run on the first retrieval collection."""
+
+    name: str
+    path: str
+    val_l2: float | None
+    task: str
+    leaf: RetrievalScores
+    asymmetric: RetrievalScores
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "path": self.path,
+            "val_l2": self.val_l2,
+            "task": self.task,
+            "leaf": self.leaf.to_json(),
+            "asymmetric": self.asymmetric.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> CheckpointResult:
+        data = _dict(data)
+        return cls(
+            name=str(data.get("name", "")),
+            path=str(data.get("path", "")),
+            val_l2=_number(data.get("val_l2")),
+            task=str(data.get("task", "")),
+            leaf=RetrievalScores.from_json(data.get("leaf")),
+            asymmetric=RetrievalScores.from_json(data.get("asymmetric")),
+        )
+
+
+@dataclass
+class Timing:
+    """Where an evaluation's time went, and what it would cost with nothing cached."""
+
+    total_s: float = 0.0
+    model_load_s: float = 0.0
+    encode_s: float = 0.0
+    other_s: float = 0.0
+    bare_encode_s: float = 0.0
+    # (bare encoding + everything but encoding) / bare encoding: the whole run with nothing cached.
+    overhead_ratio: float | None = None
+    cache_hits: int = 0
+    cache_misses: int = 0
+
+    @classmethod
+    def from_json(cls, data: Any) -> Timing:
+        data = _dict(data)
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+@dataclass
+class EvaluationMeta:
+    """What was evaluated, how, on what, and when."""
+
+    leaf: str
+    teacher: str
+    backends: dict[str, str] = field(default_factory=lambda: {"teacher": "torch", "leaf": "torch"})
+    dimension: int | None = None
+    leaf_fingerprint: str | None = None
+    teacher_fingerprint: str | None = None
+    normalized: dict[str, bool] = field(default_factory=dict)
+    max_seq_length: dict[str, int] = field(default_factory=dict)
+    prompts: dict[str, dict[str, str]] = field(default_factory=dict)
+    mrl_dims: list[int] | None = None
+    protocol: dict[str, str] = field(default_factory=dict)
+    timing: Timing | None = None
+    cache: str | None = None
+    model_fingerprints: dict[str, str] = field(default_factory=dict)
+    leaf_hub_version: str | None = None
+    hardware: Hardware | None = None
+    created: str | None = None
+    # Keys this version does not know (a newer report's), kept so that a rewrite loses nothing.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # Written from the report's task results, not stored here.
+    _DERIVED: ClassVar[tuple[str, ...]] = ("modes", "datasets", "hardware", "cpu", "cores", "threads", "gpu")
+
+
+# mode -> (query encoder, document encoder)
+MODES = {"teacher": ("teacher", "teacher"), "leaf": ("leaf", "leaf"), "asymmetric": ("leaf", "teacher")}
+
+
+@dataclass
+class EvaluationReport:
+    """A leaf against its teacher: retrieval, STS and alignment results per mode, MRL / quantization
+    variants, a run's checkpoints, and the meta data that says what was measured.
+
+    Read a report with ``EvaluationReport.read(path)``; ``report.score("asymmetric", "cisi", "ndcg@10")``
+    picks one figure, ``report.results()`` is the ``{mode: {task: {metric: value}}}`` view of the JSON.
+    """
+
+    meta: EvaluationMeta
+    retrieval: list[RetrievalResult] = field(default_factory=list)
+    sts: list[StsResult] = field(default_factory=list)
+    alignment: AlignmentResult | None = None
+    checkpoints: list[CheckpointResult] = field(default_factory=list)
+    # The files evaluate() wrote (not part of the JSON).
+    files: list[Path] = field(default_factory=list, compare=False, repr=False)
+
+    # ------------------------------------------------------------------ views
+    def tasks(self) -> list[RetrievalResult | StsResult | AlignmentResult]:
+        """Every task, in report order: retrieval (and overlap) collections, STS sets, alignment."""
+        return [*self.retrieval, *self.sts, *([self.alignment] if self.alignment else [])]
+
+    def results(self) -> dict[str, dict[str, dict[str, float]]]:
+        """``{mode: {task: {metric: value}}}``, modes without results left out (the JSON ``results``)."""
+        out: dict[str, dict[str, dict[str, float]]] = {}
+        for mode in MODELS:
+            for task in self.tasks():
+                metrics = task.scores.get(mode)
+                if metrics:
+                    out.setdefault(mode, {})[task.name] = metrics.to_json()
+        return out
+
+    def mrl_quant(self) -> dict[str, dict[str, dict[str, float]]]:
+        """``{mode: {task: {"dim=N" | "int8" | "binary": nDCG@10}}}`` (the JSON ``mrl_quant``)."""
+        out: dict[str, dict[str, dict[str, float]]] = {}
+        for mode in MODELS:
+            for task in self.retrieval:
+                if mode in task.mrl_quant:
+                    out.setdefault(mode, {})[task.name] = task.mrl_quant[mode].to_json()
+        return out
+
+    def score(self, mode: str, task: str, metric: str) -> float | None:
+        """One figure, e.g. ``score("asymmetric", "cisi", "ndcg@10")``; None when the report lacks it."""
+        for t in self.tasks():
+            if t.name == task and mode in t.scores:
+                return t.scores[mode].get(metric)
+        return None
+
+    # ------------------------------------------------------------------ JSON
+    def to_json(self) -> dict[str, Any]:
+        meta = self.meta
+        datasets: dict[str, Any] = {}
+        for r in self.retrieval:
+            datasets[r.name] = {"kind": r.kind, "source": r.source, "stats": r.stats}
+        for s in self.sts:
+            datasets[s.name] = {"kind": "sts", "source": s.source, "stats": {"pairs": s.pairs}}
+        if self.alignment is not None and self.alignment.source is not None:
+            stats = {"texts": self.alignment.texts} if self.alignment.texts is not None else {}
+            datasets["alignment"] = {"kind": "alignment", "source": self.alignment.source, "stats": stats}
+        meta_json: dict[str, Any] = {
+            "leaf": meta.leaf,
+            "teacher": meta.teacher,
+            "backends": meta.backends,
+            "leaf_fingerprint": meta.leaf_fingerprint,
+            "teacher_fingerprint": meta.teacher_fingerprint,
+            "dimension": meta.dimension,
+            "normalized": meta.normalized,
+            "max_seq_length": meta.max_seq_length,
+            "prompts": meta.prompts,
+            "modes": {m: {"queries": q, "documents": d} for m, (q, d) in MODES.items()},
+            "datasets": datasets,
+            "mrl_dims": meta.mrl_dims,
+            "protocol": meta.protocol,
+            "timing": vars(meta.timing).copy() if meta.timing else {},
+            "cache": meta.cache,
+            "model_fingerprints": meta.model_fingerprints,
+            "leaf_hub_version": meta.leaf_hub_version,
+            **(meta.hardware.to_meta() if meta.hardware else {}),
+            "created": meta.created,
+            **meta.extra,
+        }
+        out: dict[str, Any] = {"meta": meta_json, "results": self.results(), "mrl_quant": self.mrl_quant()}
+        if self.checkpoints:
+            out["checkpoints"] = [c.to_json() for c in self.checkpoints]
+        return out
+
+    @classmethod
+    def from_json(cls, data: Any) -> EvaluationReport:
+        """A report from its JSON, this version's or an older one (missing parts stay empty)."""
+        data = _dict(data)
+        raw_meta = _dict(data.get("meta"))
+        known = {f.name for f in fields(EvaluationMeta)}
+        meta = EvaluationMeta(
+            leaf=str(raw_meta.get("leaf", "")),
+            teacher=str(raw_meta.get("teacher", "")),
+            **{
+                name: raw_meta[name]
+                for name in known - {"leaf", "teacher", "timing", "hardware", "extra"}
+                if name in raw_meta
+            },
+            timing=Timing.from_json(raw_meta["timing"]) if _dict(raw_meta.get("timing")) else None,
+            hardware=Hardware.from_meta(raw_meta),
+            extra={k: v for k, v in raw_meta.items() if k not in known and k not in EvaluationMeta._DERIVED},
+        )
+        results = {mode: _dict(tasks) for mode, tasks in _dict(data.get("results")).items()}
+        block = {mode: _dict(tasks) for mode, tasks in _dict(data.get("mrl_quant")).items()}
+        datasets = _dict(raw_meta.get("datasets"))
+        names = list(dict.fromkeys([*datasets, *(t for tasks in results.values() for t in tasks)]))
+        report = cls(meta=meta)
+        for name in names:
+            info = _dict(datasets.get(name))
+            per_mode = {mode: _dict(tasks.get(name)) for mode, tasks in results.items() if name in tasks}
+            kind = info.get("kind") or _guess_kind(name, per_mode)
+            stats = _dict(info.get("stats"))
+            if kind in ("retrieval", "overlap"):
+                report.retrieval.append(
+                    RetrievalResult(
+                        name,
+                        {m: RetrievalScores.from_json(v) for m, v in per_mode.items()},
+                        {m: MrlQuantScores.from_json(t[name]) for m, t in block.items() if name in t},
+                        source=info.get("source"),
+                        stats=stats,
+                        labelled=kind == "retrieval",
+                    )
+                )
+            elif kind == "sts":
+                pairs = stats.get("pairs")
+                report.sts.append(
+                    StsResult(
+                        name,
+                        {m: StsScores.from_json(v) for m, v in per_mode.items()},
+                        source=info.get("source"),
+                        pairs=int(pairs) if isinstance(pairs, int) else None,
+                    )
+                )
+            elif kind == "alignment":
+                texts = stats.get("texts")
+                report.alignment = AlignmentResult(
+                    {m: AlignmentScores.from_json(v) for m, v in per_mode.items()},
+                    source=info.get("source"),
+                    texts=int(texts) if isinstance(texts, int) else None,
+                )
+        report.checkpoints = [CheckpointResult.from_json(c) for c in data.get("checkpoints") or []]
+        return report
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> EvaluationReport:
+        """Read a report file (``report.json``, ``eval_report.json``)."""
+        return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+
+    def write(self, output: str | os.PathLike, plots: bool = True) -> list[Path]:
+        """Write ``output`` (JSON), the Markdown beside it and the PNGs; returns the paths."""
+        return write_report(self, output, plots=plots)
+
+
+def _guess_kind(name: str, per_mode: dict[str, dict]) -> str:
+    """A task's kind from its metrics, for reports without ``meta.datasets``."""
+    keys = {k for metrics in per_mode.values() for k in metrics}
+    if name == "alignment" or keys & {"l2", "cosine"}:
+        return "alignment"
+    if "spearman" in keys:
+        return "sts"
+    return "retrieval" if any(k.startswith(("ndcg@", "recall@")) for k in keys) else "overlap"
+
+
+# ------------------------------------------------------------------------------------------ Markdown
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -97,7 +508,10 @@ def _backends_line(backends: dict[str, str] | None) -> list[str]:
     ]
 
 
-def markdown(report: dict[str, Any], plots: list[Path] | None = None) -> str:
+def markdown(report: EvaluationReport | dict[str, Any], plots: list[Path] | None = None) -> str:
+    """The report as Markdown: results side by side, MRL / quantization, checkpoints, data, timing."""
+    if isinstance(report, EvaluationReport):
+        report = report.to_json()
     meta = report.get("meta", {})
     lines = [
         "# Leaf evaluation",
@@ -126,8 +540,9 @@ def markdown(report: dict[str, Any], plots: list[Path] | None = None) -> str:
             *mrl_table(block),
             "",
             "dim=N: embeddings truncated to their first N dimensions and renormalized. int8: "
-            "sentence-transformers' quantize_embeddings with per-dimension ranges calibrated on the corpus "
-            "embeddings, cosine over the int8 codes. binary: sign bits (quantize_embeddings 'ubinary'), ranked "
+            "sentence-transformers' quantize_embeddings with per-dimension ranges calibrated on the index's "
+            "document embeddings, each code scored as the centre of its bucket (cosine; the Space scores int8 "
+            "the same way). binary: sign bits (quantize_embeddings 'binary'), ranked "
             "by Hamming distance.",
         ]
     checkpoints = report.get("checkpoints") or []
@@ -281,8 +696,12 @@ def _save_fig(fig, path: Path) -> None:
     write_atomic(path, buf.getvalue())
 
 
-def write_report(report: dict[str, Any], output: str | os.PathLike, plots: bool = True) -> list[Path]:
+def write_report(
+    report: EvaluationReport | dict[str, Any], output: str | os.PathLike, plots: bool = True
+) -> list[Path]:
     """Write ``output`` (JSON), the Markdown beside it (same stem, ``.md``) and the PNGs; returns the paths."""
+    if isinstance(report, EvaluationReport):
+        report = report.to_json()
     output = Path(output)
     written: list[Path] = []
     pngs: list[Path] = []

@@ -9,6 +9,8 @@ measures how far the rankings agree. It is plain Python over loaded models, so t
 
 Every score is ``model.similarity(a, b)`` of the (possibly truncated and quantized) embeddings; the
 teacher's similarity function scores the asymmetric pair, because the pair is searched in its space.
+Truncation and quantization are :mod:`leaf_hub.evaluation.quantization`'s, the same path the evaluation
+report's MRL / quantization table takes, so the two agree.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from leaf_hub.errors import LeafHubError
+from leaf_hub.evaluation.quantization import index_view, int8_ranges, transform
 
 logger = logging.getLogger(__name__)
 
@@ -171,45 +174,6 @@ def embed_comparison(teacher, leaf, query: str, documents: Sequence[str]) -> Emb
     return Embedded(query, documents, q_t, q_l, d_t, d_l, {"teacher": s_qt + s_dt, "leaf": s_ql + s_dl})
 
 
-def int8_ranges(*embeddings: np.ndarray) -> np.ndarray:
-    """Per-dimension (min, max) over the given embeddings: the buckets of int8 quantization.
-
-    Computed here rather than by ``quantize_embeddings`` so a handful of texts calibrate without its
-    small-sample warning, and so the same ranges quantize teacher and leaf vectors (one shared space).
-    """
-    stacked = np.concatenate([np.asarray(e, dtype=np.float32) for e in embeddings], axis=0)
-    return np.vstack((stacked.min(axis=0), stacked.max(axis=0)))
-
-
-def transform(
-    embeddings: np.ndarray, dim: int, precision: str, ranges: np.ndarray | None = None
-) -> np.ndarray:
-    """Truncate to ``dim`` (Matryoshka) and quantize, returning float vectors that score as stored ones.
-
-    int8 vectors are mapped back to the centres of their buckets, binary vectors to +-1, so that the
-    model's own similarity function scores what an int8 or binary index would hold. Truncated float
-    vectors are re-normalized, as Matryoshka retrieval does.
-    """
-    from sentence_transformers import quantize_embeddings
-
-    emb = np.asarray(embeddings, dtype=np.float32)[:, :dim]
-    if precision == "none":
-        if dim < embeddings.shape[1]:
-            emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-        return emb
-    if precision == "int8":
-        ranges = int8_ranges(emb) if ranges is None else np.asarray(ranges, dtype=np.float32)[:, :dim]
-        q = quantize_embeddings(emb, precision="int8", ranges=ranges).astype(np.float32)
-        steps = (ranges[1] - ranges[0]) / 255
-        steps = np.where(steps == 0, 1, steps)
-        return ((q + 128.0 + 0.5) * steps + ranges[0]).astype(np.float32)
-    if precision == "binary":
-        packed = quantize_embeddings(emb, precision="binary")
-        bits = np.unpackbits((packed.astype(np.int16) + 128).astype(np.uint8), axis=-1)[:, :dim]
-        return (bits.astype(np.float32) * 2.0 - 1.0).astype(np.float32)
-    raise LeafHubError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-
-
 def similarity(model, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``model.similarity(a, b)`` as a float64 numpy matrix."""
     return np.asarray(model.similarity(a, b).detach().cpu().numpy(), dtype=np.float64)
@@ -303,28 +267,24 @@ def score(
 ) -> ScoreTable:
     """Score the embedded documents for teacher, leaf and asymmetric under a truncation and precision.
 
-    ``calibration``: extra teacher embeddings that, with the documents' teacher embeddings, set the int8
-    buckets (an index is calibrated on its corpus; the query is quantized with the same buckets).
+    ``calibration``: extra embeddings of the shared space (the teacher's of the examples) that, with each
+    index's documents, set its int8 buckets (an index is calibrated on its corpus; the query is quantized
+    with the same buckets): :func:`leaf_hub.evaluation.quantization.index_view`, as the report does.
     """
     full_dim = embedded.docs_teacher.shape[1]
     dim, precision = check_view(dimensions, precision, full_dim)
-    ranges = None
-    if precision == "int8":
-        parts = [embedded.docs_teacher] + ([calibration] if calibration is not None else [])
-        ranges = int8_ranges(*parts)[:, :dim]
+    extra = (calibration,) if calibration is not None else ()
 
-    def view(x: np.ndarray) -> np.ndarray:
-        return transform(x, dim, precision, ranges)
+    def scores_of(model, query: np.ndarray, docs: np.ndarray) -> list[float]:
+        # Each system searches its own index (int8 buckets from that index's documents).
+        q, d = index_view(query, docs, dim, precision, calibration=extra)
+        return similarity(model, q, d)[0].tolist()
 
-    q_t, q_l, d_t, d_l = (
-        view(x)
-        for x in (embedded.query_teacher, embedded.query_leaf, embedded.docs_teacher, embedded.docs_leaf)
-    )
     scores = {
-        "teacher": similarity(teacher, q_t, d_t)[0].tolist(),
-        "leaf": similarity(leaf, q_l, d_l)[0].tolist(),
+        "teacher": scores_of(teacher, embedded.query_teacher, embedded.docs_teacher),
+        "leaf": scores_of(leaf, embedded.query_leaf, embedded.docs_leaf),
         # The pair searches the teacher's index: teacher's similarity function, leaf query.
-        "asymmetric": similarity(teacher, q_l, d_t)[0].tolist(),
+        "asymmetric": scores_of(teacher, embedded.query_leaf, embedded.docs_teacher),
     }
     rank = {name: ranks(values) for name, values in scores.items()}
     rows = []
