@@ -1,8 +1,9 @@
 """Leaf vs teacher inference speed (``leaf-hub bench``) on short search queries, CISI queries and documents.
 
-The paper's Table 8 protocol, run through :func:`leaf_hub.evaluation.benchmark.run_benchmark` at 1 and 2 threads, ONNX
+The paper's Table 8 protocol, run through :func:`leaf_hub.evaluation.benchmark.benchmark` at 1 and 2 threads, ONNX
 Runtime fp32 and int8 (``--backends torch`` for PyTorch, ``--interleave batch`` for the protocol's old
-call-by-call turns, ``--suffix`` to keep such a run beside the default one):
+call-by-call turns, ``--suffix`` to keep such a run beside the default one). The texts come from
+``../shared`` (the package itself only carries its built-in corpus), passed to ``benchmark`` explicitly:
 
 - ``search``: real web-search queries (NQ, TREC Million Query, TriviaQA, ... from ``../shared`` training
   texts; 12 tokens on average, what a search box sends) and the CISI documents (title + text);
@@ -43,14 +44,9 @@ def search_queries(n: int = 1000, seed: int = 0) -> list[str]:
 
 
 def main() -> None:
-    from leaf_hub.evaluation.benchmark import (
-        BACKENDS,
-        BATCHING,
-        INTERLEAVE,
-        read_texts,
-        run_benchmark,
-        write_report,
-    )
+    from leaf_hub.evaluation.benchmark import BenchConfig, benchmark, read_texts
+    from leaf_hub.evaluation.config import BATCHING, INTERLEAVE
+    from leaf_hub.models import BACKENDS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--leaf", default=str(ROOT / "bench" / ".cache" / "cosine_vs_time_leaf"))
@@ -58,6 +54,9 @@ def main() -> None:
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pool", type=int, default=48, help="texts timed at every batch size")
+    parser.add_argument(
+        "--batch-sizes", default="1,2,4,8,16,24", help="comma-separated (the paper's Table 8 sizes)"
+    )
     parser.add_argument("--interleave", choices=INTERLEAVE, default="repeat")
     parser.add_argument("--batching", choices=BATCHING, default="sorted")
     parser.add_argument("--sets", default="search,cisi-queries", help="comma-separated: search, cisi-queries")
@@ -99,12 +98,12 @@ def main() -> None:
             kinds = [k for k in kinds if k in wanted_kinds]
             if name not in args.sets.split(",") or not kinds:
                 continue
-            report = run_benchmark(
+            output = Path(args.output_dir) / f"inference_{name}_{threads}t{args.suffix}.json"
+            config = BenchConfig(
                 args.leaf,
                 args.teacher,
                 backends=backends if name == "search" else backends[:1],
-                queries=queries,
-                documents=documents,
+                batch_sizes=[int(b) for b in args.batch_sizes.split(",")],
                 repeats=args.repeats,
                 threads=threads,
                 sources=sources[name],
@@ -112,17 +111,24 @@ def main() -> None:
                 kinds=kinds,
                 interleave=args.interleave,
                 batching=args.batching,
+                output=output,
             )
-            output = Path(args.output_dir) / f"inference_{name}_{threads}t{args.suffix}.json"
-            paths = write_report(report, output)
-            for backend, s in report["summary"].items():
+            report = benchmark(config, queries=queries, documents=documents)
+            for backend, s in report.summary.items():
                 print(
-                    f"{name}, {threads} thread(s), {backend}: queries x{s['queries_speedup']:.2f}"
-                    + (f", documents x{s['documents_speedup']:.2f}" if s["documents_speedup"] else ""),
+                    f"{name}, {threads} thread(s), {backend}: queries x{s.queries_speedup:.2f}"
+                    + (f", documents x{s.documents_speedup:.2f}" if s.documents_speedup else ""),
                     file=sys.stderr,
                     flush=True,
                 )
-            print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
+            for kind, d in report.deployment.items():
+                print(
+                    f"{name}, {threads} thread(s), int8 leaf vs fp32 teacher, {kind}: "
+                    f"x{d.leaf_int8_vs_teacher_fp32:.2f} (int8 leaf to fp32 leaf: cosine {d.leaf_int8_cosine:.4f})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            print("wrote " + ", ".join(str(p) for p in report.files), file=sys.stderr)
 
 
 if __name__ == "__main__":
