@@ -23,8 +23,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
+from leaf_hub.errors import LeafHubError
 from leaf_hub.evaluation.hardware import Hardware
-from leaf_hub.files import atomic_write_path
+from leaf_hub.files import atomic_write_path, read_json
 
 KINDS = ("queries", "documents")
 MODELS = ("teacher", "leaf")
@@ -240,7 +241,10 @@ class BenchReport:
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> BenchReport:
-        return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+        data = read_json(path)
+        if data is None:
+            raise LeafHubError(f"{path} does not exist; give a report written by leaf-hub")
+        return cls.from_json(data)
 
     def write(self, output: str | os.PathLike) -> list[Path]:
         """Write ``output`` (JSON), the Markdown and the PNG next to it; returns the three paths."""

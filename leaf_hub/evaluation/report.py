@@ -25,8 +25,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
+from leaf_hub.errors import LeafHubError
 from leaf_hub.evaluation.hardware import Hardware
-from leaf_hub.files import atomic_write_bytes
+from leaf_hub.files import atomic_write_bytes, read_json
 
 MODELS = ("teacher", "leaf", "asymmetric")
 _COLORS = {"teacher": "#1f77b4", "leaf": "#2ca02c", "asymmetric": "#ff7f0e"}
@@ -421,7 +422,10 @@ class EvaluationReport:
     @classmethod
     def read(cls, path: str | os.PathLike) -> EvaluationReport:
         """Read a report file (``report.json``, ``eval_report.json``)."""
-        return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+        data = read_json(path)
+        if data is None:
+            raise LeafHubError(f"{path} does not exist; give a report written by leaf-hub")
+        return cls.from_json(data)
 
     def write(self, output: str | os.PathLike, plots: bool = True) -> list[Path]:
         """Write ``output`` (JSON), the Markdown beside it and the PNGs; returns the paths."""
