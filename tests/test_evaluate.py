@@ -409,3 +409,21 @@ def test_int8_is_scored_the_way_the_space_scores_it(data):
     assert variants["int8"] != pytest.approx(evaluate_embeddings(ds, *codes)["ndcg@10"], abs=1e-6)
     binary_q, binary_d = C.transform(q, 24, "binary"), C.transform(d, 24, "binary")
     assert variants["binary"] == evaluate_embeddings(ds, binary_q, binary_d, normalize=False)["ndcg@10"]
+
+
+@pytest.mark.parametrize("command", ["evaluate", "bench"])
+def test_every_option_shows_its_default_and_a_help_line(command):
+    """The flags come from EvaluateConfig / BenchConfig: each has a help line, and each option that takes a
+    value says its default (or is required); switches say what they turn on or off."""
+    import argparse
+
+    from leaf_hub.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    options = [a for a in sub._actions if a.option_strings and not isinstance(a, argparse._HelpAction)]
+    assert len(options) >= 15
+    for action in options:
+        assert action.help and len(action.help) > 15, action.option_strings
+        switch = isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))
+        assert switch or action.required or "default" in action.help, action.option_strings
