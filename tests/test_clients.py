@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -112,3 +111,96 @@ def test_sentence_transformers_5_loads_the_leaf_on_pytorch_and_onnx(exported_lea
     int8 = np.asarray(results["onnx-int8"]["query"])
     cosines = (int8 * reference["query"]).sum(1)  # both unit length
     assert cosines.min() > 0.99
+
+
+# -- transformers.js -----------------------------------------------------------------------------------
+_NODE = shutil.which("node")
+needs_transformers_js = pytest.mark.skipif(
+    _NODE is None or not (NODE_MODULES / "@huggingface" / "transformers").is_dir(),
+    reason=f"no node or no transformers.js in .clients/node: {INSTALL}",
+)
+
+# Models are read from disk only: env.localModelPath is the folder holding OWNER/NAME model folders.
+_JS_PRELUDE = """import { env } from "@huggingface/transformers";
+env.localModelPath = process.env.MODELS;
+env.allowRemoteModels = false;
+"""
+
+_JS_EMBED = """import fs from "node:fs";
+import { AutoModel, AutoTokenizer, pipeline } from "@huggingface/transformers";
+
+const [id, dtype, textsJson, out] = process.argv.slice(2);
+const texts = JSON.parse(textsJson);
+const tokenizer = await AutoTokenizer.from_pretrained(id);
+const model = await AutoModel.from_pretrained(id, { dtype });
+const inputs = tokenizer(texts, { padding: true, truncation: true });
+const { sentence_embedding } = await model(inputs);
+const extractor = await pipeline("feature-extraction", id, { dtype });
+const pooled = await extractor(texts, { pooling: "mean", normalize: true });
+fs.writeFileSync(out, JSON.stringify({ embedding: sentence_embedding.tolist(), pipeline: pooled.tolist() }));
+"""
+
+
+def _run_node(script: str, folder: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    work = tmp_path / "js"
+    work.mkdir(exist_ok=True)
+    (work / "node_modules").symlink_to(NODE_MODULES)
+    (work / "main.mjs").write_text(script)
+    return subprocess.run(
+        [_NODE, str(work / "main.mjs"), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MODELS": str(folder)},
+        timeout=300,
+        cwd=work,
+    )
+
+
+@pytest.fixture(scope="module")
+def js_models(exported_leaf, tmp_path_factory) -> Path:
+    """A folder laid out as transformers.js looks models up locally: MODELS/tester/tiny-leaf/."""
+    models = tmp_path_factory.mktemp("js-models")
+    (models / "tester").mkdir()
+    (models / "tester" / "tiny-leaf").symlink_to(exported_leaf)
+    return models
+
+
+@needs_transformers_js
+@pytest.mark.parametrize("dtype", ["fp32", "q8"])
+def test_transformers_js_embeds_like_the_pytorch_leaf(exported_leaf, js_models, tmp_path, dtype):
+    from sentence_transformers import SentenceTransformer
+
+    out = tmp_path / "js.json"
+    proc = _run_node(
+        _JS_PRELUDE + _JS_EMBED, js_models, tmp_path, "tester/tiny-leaf", dtype, json.dumps(TEXTS), str(out)
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(out.read_text())
+    leaf = SentenceTransformer(str(exported_leaf), device="cpu")
+    reference = leaf.encode(TEXTS)
+    embedding = np.asarray(got["embedding"])
+    assert embedding.shape == reference.shape
+    if dtype == "fp32":  # the long text too: the graph restored the [SEP] transformers.js cut off
+        np.testing.assert_allclose(embedding, reference, atol=1e-4)
+    else:
+        assert (embedding * reference).sum(1).min() > 0.99
+    # The feature-extraction pipeline pools last_hidden_state itself: the backbone's mean, not the leaf's
+    # embedding (it skips the projection into the teacher's space), which is why the card shows AutoModel.
+    assert np.asarray(got["pipeline"]).shape[1] == leaf[0].get_embedding_dimension() != reference.shape[1]
+
+
+@needs_transformers_js
+def test_the_cards_transformers_js_snippet_runs_when_copied_alone(exported_leaf, js_models, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    from leaf_hub.hub.card import render_card
+
+    card = render_card(exported_leaf, repo_id="tester/tiny-leaf")
+    snippet = card.split("```js\n", 1)[1].split("```", 1)[0]
+    proc = _run_node(_JS_PRELUDE + snippet, js_models, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    printed = json.loads(proc.stdout.strip().splitlines()[-1])
+    leaf = SentenceTransformer(str(exported_leaf), device="cpu")
+    expected = leaf.encode_query(["what is knowledge distillation?"])
+    # q8 in the card (the smaller download): close to the PyTorch leaf, query prompt included.
+    assert (np.asarray(printed) * expected).sum(1).min() > 0.99

@@ -37,11 +37,11 @@ COMMANDS: list[tuple[str, str, str]] = [
         "leaf_hub.cli.export",
         "export a leaf to ONNX (fp32 and int8) with pooling, projection and norm inside",
     ),
-    ("pair", "leaf_hub.export.pair", "write one asymmetric model: leaf for queries, teacher for documents"),
+    ("pair", "leaf_hub.cli.pair", "write one asymmetric model: leaf for queries, teacher for documents"),
     ("vocab", "leaf_hub.cli.vocab", "build the Vocabulary dataset of word definitions"),
-    ("card", "leaf_hub.hub.card", "render a model card for a leaf, a pair or a dataset"),
-    ("publish", "leaf_hub.hub.publish", "push a leaf, pair, dataset or Space folder to the Hub"),
-    ("space", "leaf_hub.space.app", "run the Gradio Space (teacher vs leaf), or --export it"),
+    ("card", "leaf_hub.cli.card", "render a model card for a leaf, a pair or a dataset"),
+    ("publish", "leaf_hub.cli.publish", "push a leaf, pair, dataset or Space folder to the Hub"),
+    ("space", "leaf_hub.cli.space", "run the Gradio Space (teacher vs leaf), or --export it"),
 ]
 
 
