@@ -680,6 +680,8 @@ def render_model_card(
         "params_h": _human_count(facts["parameters"]),
         "eval_tables": tables,
         "asymmetric": asymmetric_summary(tables),
+        # The MRL example's truncation: 256 for a large space, half of a small one.
+        "mrl_dim": 256 if (facts.get("dim") or 768) > 256 else max(1, int(facts["dim"]) // 2),
         "loads_in": LOADS_IN,
         "served_rows": served_tables(facts["eval"], facts["served_evals"]),
         "eval_date": _meta(facts["eval"]).get("date") or _meta(facts["eval"]).get("created"),
