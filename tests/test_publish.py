@@ -317,3 +317,17 @@ def test_a_real_size_leaf_goes_up_and_comes_back_through_lfs(hub, tmp_path, offl
         SentenceTransformer(str(folder), device="cpu").encode(texts),
         SentenceTransformer(local, device="cpu").encode(texts),
     )
+
+
+def test_publish_bench_uploads_the_report_the_card_shows(hub, leaf_dir, tmp_path, capsys):
+    report = {"meta": {"cpu": "test CPU", "threads": 1, "cores": 2}, "results": [],
+              "summary": {"onnx": {"documents_speedup": 6.4, "queries_speedup": 12.6}}}  # fmt: skip
+    bench = tmp_path / "X.json"  # leaf-hub bench --output X.json
+    bench.write_text(json.dumps(report))
+    args = [str(leaf_dir), "--repo-id", "tester/tiny-leaf", "--token", hub.token, "--bench", str(bench)]
+    assert _publish(*args) == 0
+    files = hub.files("tester/tiny-leaf")
+    assert json.loads(files["bench_report.json"]) == report
+    assert "12.6x" in files["README.md"].decode() and "No benchmark report" not in files["README.md"].decode()
+    assert _publish(*args[:-1], str(tmp_path / "missing.json")) == 2
+    assert "--bench" in capsys.readouterr().err

@@ -257,6 +257,12 @@ def model_facts(
     facts["student"] = _hub_name(student_repo_id, run.get("student_repo_id"), student)
     facts["local_teacher"] = None if facts["teacher"] or not teacher else str(teacher)
     facts["local_student"] = None if facts["student"] or not student else str(student)
+    # Local paths the run recorded, named by a Hub id or not: a kept README must not show them either.
+    facts["local_paths"] = {
+        role: str(value)
+        for role, value in (("teacher", teacher), ("student", student))
+        if value and not is_hub_id(str(value))
+    }
     facts["data"] = [str(d) for d in run.get("data") or []]
     facts["hub_data"] = [d for d in facts["data"] if is_hub_id(d)]
     facts["local_data"] = [_file_name(d) for d in facts["data"] if not is_hub_id(d)]

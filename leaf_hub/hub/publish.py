@@ -153,18 +153,20 @@ def _check_no_local_models(folder: Path, repo_id: str, facts: dict, readme: str 
     """Refuse a public card that would name a model by a local path (see the module docstring)."""
     from leaf_hub.hub.card import local_models
 
+    if readme is not None:
+        for role, path in facts.get("local_paths", {}).items():
+            if path in readme:
+                raise LeafHubError(
+                    f"{folder / 'README.md'} shows the {role}'s local path {path!r}, which no one else can load; "
+                    "edit it out (or let publish render the card: drop --keep-readme / delete the README)"
+                )
+        return
     for role, path in local_models(facts).items():
-        if readme is not None and path in readme:
-            raise LeafHubError(
-                f"{folder / 'README.md'} shows the {role}'s local path {path!r}, which no one else can load; "
-                "edit it out (or let publish render the card: drop --keep-readme / delete the README)"
-            )
-        if readme is None:
-            raise ConfigError(
-                f"{role}_repo_id",
-                f"the card of {repo_id} would name the {role} only as the local folder {path!r}, which no "
-                f"one else can load; give its Hub id with {{option}} OWNER/NAME",
-            )
+        raise ConfigError(
+            f"{role}_repo_id",
+            f"the card of {repo_id} would name the {role} only as the local folder {path!r}, which no "
+            f"one else can load; give its Hub id with {{option}} OWNER/NAME",
+        )
 
 
 def plan_publish(
