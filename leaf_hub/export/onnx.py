@@ -638,7 +638,10 @@ def export_model(
     if output.resolve() != (source.resolve() if source.is_dir() else None):
         logger.info("saving the sentence-transformers model to %s", output)
         model.save(str(output))
-        make_portable(output, max_seq_length=model.max_seq_length)
+    # Older sentence-transformers load the folder too (a leaf saved by an earlier leaf-hub gets converted).
+    changed = make_portable(output, max_seq_length=model.max_seq_length)
+    if changed and output.resolve() == (source.resolve() if source.is_dir() else None):
+        logger.info("rewrote %s in the layout every sentence-transformers release loads", ", ".join(changed))
     onnx_dir = output / ONNX_SUBFOLDER
     made_onnx_dir = not onnx_dir.is_dir()
     onnx_dir.mkdir(exist_ok=True)
