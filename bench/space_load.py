@@ -17,6 +17,8 @@ own HTTP work runs on the same two cores as the server (on the Hub they are remo
 overhead that makes the figures slightly pessimistic. Results: ``bench/results/space_load.{json,md}``.
 
     python bench/space_load.py --lock /tmp/leafhub-cpu.lock
+    python bench/space_load.py --lock /tmp/leafhub-cpu.lock --configs 2:1:20,2:1:64 --clients 20,40 \
+        --output bench/results/space_load_queue.json     # the queue size, beyond 20 visitors
 """
 
 from __future__ import annotations
@@ -184,6 +186,14 @@ def _run(url: str, short, long, clients: int, repeats: int, mixed: bool) -> dict
     return row
 
 
+def _cpu_name() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def to_markdown(report: dict) -> str:
     lines = [
         "# The Space under load (2 vCPU)",
@@ -246,7 +256,7 @@ def main() -> None:
             "leaf": leaf if not Path(leaf).is_relative_to(ROOT) else str(Path(leaf).relative_to(ROOT)),
             "leaf_name": Path(leaf).name,
             "teacher": args.teacher,
-            "cpu": platform.processor() or platform.machine(),
+            "cpu": _cpu_name(),
             "cores": os.cpu_count(),
             "repeats": args.repeats,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -90,9 +90,10 @@ def run(args: argparse.Namespace) -> int:
         raise LeafHubError(f"--report-dir {args.report_dir!r} is not a folder")
     if args.port is not None and not 0 < args.port < 65536:
         raise LeafHubError(f"--port {args.port} is not a port number; use 1-65535")
-    from leaf_hub.space.app import build_app, launch_kwargs
+    from leaf_hub.space.app import build_app, launch_kwargs, serving_threads
 
     demo = build_app(args.leaf, teacher, args.report_dir)
+    serving_threads()
     # None lets gradio read GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (a Space sets them), as `gradio` and
     # the exported app.py do.
     try:

@@ -21,9 +21,15 @@ from leaf_hub.errors import LeafHubError
 logger = logging.getLogger(__name__)
 
 DEFAULT_TEACHER = "sentence-transformers/all-mpnet-base-v2"
-# Requests run two at a time (the models are shared and read-only); the rest wait in the queue.
+# Serving on the Hub's free CPU tier (2 vCPU), measured by bench/space_load.py (bench/results/space_load.md):
+# two requests at a time, each on one PyTorch thread (cores // CONCURRENCY_LIMIT, see serving_threads),
+# served 4.7-4.9 short requests/s against 3.9 for two requests on two threads each and 3.3-3.6 for one at a
+# time; 20 visitors x 3 requests p95 4.6 s (5.6 s, 6.3 s); and a request of the largest allowed input no
+# longer stalls the short ones behind it (their p95 2.2 s beside it, against 10.1 s one at a time). The queue
+# holds QUEUE_MAX_SIZE waiting requests, about 4 s of short work at that rate; a visitor beyond it is told
+# the queue is full at once instead of waiting half a minute.
 CONCURRENCY_LIMIT = 2
-QUEUE_MAX_SIZE = 64
+QUEUE_MAX_SIZE = 20
 CSS = """
 #score-table td, #pair-table td { font-variant-numeric: tabular-nums; }
 footer { visibility: hidden; }
@@ -238,6 +244,20 @@ def build_app(
         max_size=QUEUE_MAX_SIZE if max_queue is None else max_queue,
     )
     return demo
+
+
+def serving_threads(concurrency_limit: int | None = None) -> int:
+    """Give PyTorch ``cores // concurrency_limit`` intra-op threads (at least 1) for serving; returns it.
+
+    Requests computed side by side each with every core's worth of threads oversubscribe the CPU (each
+    operator waits for threads the other request holds): one thread each served 25% more requests on 2
+    vCPU (see :data:`CONCURRENCY_LIMIT`). Call it in the serving process only, before launching.
+    """
+    import torch
+
+    threads = max(1, (os.cpu_count() or 1) // (concurrency_limit or CONCURRENCY_LIMIT))
+    torch.set_num_threads(threads)
+    return threads
 
 
 def launch_kwargs() -> dict[str, Any]:
