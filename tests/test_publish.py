@@ -284,7 +284,8 @@ def test_a_real_size_leaf_goes_up_and_comes_back_through_lfs(hub, tmp_path, offl
     from leaf_hub.leaf import build_leaf
 
     folder = tmp_path / "leaf"
-    student = SentenceTransformer("sentence-transformers/all-MiniLM-L6-v2", device="cpu")
+    # From its snapshot folder: the Hub id would be asked of the test Hub, which does not hold it.
+    student = SentenceTransformer(str(offline_models["sentence-transformers/all-MiniLM-L6-v2"]), device="cpu")
     build_leaf(student, teacher_dim=768, normalize=True, max_seq_length=256).save(str(folder))
     (folder / "onnx").mkdir()
     (folder / "onnx" / "model.onnx").write_bytes(np.random.default_rng(0).bytes(91_000_000))

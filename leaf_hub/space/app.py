@@ -27,7 +27,8 @@ DEFAULT_TEACHER = "sentence-transformers/all-mpnet-base-v2"
 # time; 20 visitors x 3 requests p95 4.6 s (5.6 s, 6.3 s); and a request of the largest allowed input no
 # longer stalls the short ones behind it (their p95 2.2 s beside it, against 10.1 s one at a time). The queue
 # holds QUEUE_MAX_SIZE waiting requests, about 4 s of short work at that rate; a visitor beyond it is told
-# the queue is full at once instead of waiting half a minute.
+# the queue is full at once: with 40 visitors x 3 requests, the served ones' p95 was 7.7 s (54 of 120 turned
+# away) against 10.1 s for a queue of 64 (bench/results/space_load_queue.md).
 CONCURRENCY_LIMIT = 2
 QUEUE_MAX_SIZE = 20
 CSS = """
