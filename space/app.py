@@ -25,7 +25,7 @@ elif find_spec("leaf_hub") is None:  # space/ in a checkout without `pip install
     sys.path.insert(0, str(HERE.parent))
 
 try:
-    from leaf_hub.space.app import build_app, launch_kwargs
+    from leaf_hub.space.app import build_app, launch_kwargs, serving_threads
 except ModuleNotFoundError as exc:
     if exc.name != "leaf_hub":
         raise
@@ -37,5 +37,6 @@ TEACHER_MODEL = os.environ.get("TEACHER_MODEL") or "sentence-transformers/all-mp
 demo = build_app(LEAF_MODEL, TEACHER_MODEL, os.environ.get("REPORT_DIR") or None)
 
 if __name__ == "__main__":
+    serving_threads()  # two requests at a time, one PyTorch thread each (measured on 2 vCPU)
     # Host and port come from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (a Space sets them).
     demo.launch(**launch_kwargs())

@@ -81,5 +81,9 @@ def hub(tmp_path, monkeypatch):
     monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token-file"))
     monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # The local Hub speaks Git LFS, not Xet (whose storage service it does not run): huggingface_hub then
+    # uploads large files through the LFS batch API, its documented path without hf_xet.
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
     yield server
     server.stop()

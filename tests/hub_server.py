@@ -1,14 +1,26 @@
 """A minimal Hugging Face Hub look-alike for tests: the HTTP API that ``huggingface_hub`` 2.x calls to publish
 and download a repo, served by the standard library on 127.0.0.1.
 
-It implements what ``HfApi.whoami``, ``create_repo``, ``create_branch``, ``create_commit`` (with every file
-answered "regular" at preupload, so contents travel inline as base64 in the commit's NDJSON),
+It implements what ``HfApi.whoami``, ``create_repo``, ``create_branch``, ``create_commit``,
 ``repo_info``/``model_info``/``dataset_info``/``space_info``, ``list_repo_tree``, ``hf_hub_download`` and
 ``snapshot_download`` need, following the installed client's requests (``hf_api.py``, ``_commit_api.py``,
 ``file_download.py``, ``_snapshot_download.py``); the same routes serve ``datasets.load_dataset`` for
 datasets seeded with :meth:`HubServer.seed` (parquet files, configs from the card's YAML or file names). Storage is a temp folder of git-style blobs plus in-memory
 commits, so tests can inspect exactly what was committed. Space repos work like the others, except that
 ``create_repo`` must name a Space SDK (``space_sdk``; 400 otherwise, as on the Hub) and their info reports it.
+
+Large files follow the Hub's protocol: preupload answers "lfs" for files of 10 MiB or more, binary files
+(a NUL byte in the sample) and paths the repo's ``.gitattributes`` tracks with LFS (the Hub's default list),
+"regular" for the rest; LFS files go through the LFS batch API (``{repo}.git/info/lfs/objects/batch``:
+upload and verify actions), a PUT of the content (checked against its sha256) and a verify call, and the
+commit names them as ``lfsFile`` by sha256; an inline file that should have been LFS is refused as the Hub
+refuses it. Downloads of LFS files redirect to a storage URL on another origin (``localhost`` instead of
+``127.0.0.1``, as a CDN is another host), with ``X-Linked-Etag`` / ``X-Linked-Size`` as the Hub sends them.
+Xet, the Hub's newer storage, is not served: clients run with ``HF_HUB_DISABLE_XET=1`` (the ``hub`` fixture
+sets it), which makes huggingface_hub use the LFS protocol above. Metadata as the Hub serves it: ``model_info`` carries the README's front matter (``cardData``,
+``pipeline_tag``, ``library_name``, ``model-index``, tags derived from them), and ``validate-yaml`` checks what
+the Hub checks (a mapping; license, language, pipeline_tag, tags, datasets and base_model of the right shape,
+base models and datasets as repo ids, a model-index with tasks, datasets and metrics; a Space's sdk).
 
 Like the real Hub: writes need a valid token (401 "Invalid credentials in Authorization header" otherwise),
 files are addressed by path and overwrite on commit, preupload reports the git oid of files already there
@@ -32,6 +44,23 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import yaml
 
 INVALID_CREDENTIALS = "Invalid credentials in Authorization header"
+LFS_THRESHOLD = 10 * 1024 * 1024  # files this large must go through LFS
+# The .gitattributes the Hub starts every repo with (its LFS patterns, in gitattributes glob syntax).
+DEFAULT_GITATTRIBUTES = "".join(
+    f"{pattern} filter=lfs diff=lfs merge=lfs -text\n"
+    for pattern in (
+        "*.7z", "*.arrow", "*.bin", "*.bz2", "*.ckpt", "*.ftz", "*.gz", "*.h5", "*.joblib", "*.lfs.*",
+        "*.mlmodel", "*.model", "*.msgpack", "*.npy", "*.npz", "*.onnx", "*.ot", "*.parquet", "*.pb",
+        "*.pickle", "*.pkl", "*.pt", "*.pth", "*.rar", "*.safetensors", "saved_model/**/*", "*.tar.*",
+        "*.tar", "*.tflite", "*.tgz", "*.wasm", "*.xz", "*.zip", "*.zst", "*tfevents*",
+    )
+)  # fmt: skip
+# What validate-yaml accepts, as the Hub does (a subset of its lists: what cards written here use and more).
+LICENSES = {"apache-2.0", "mit", "other", "unknown", "cc-by-4.0", "cc-by-sa-4.0", "cc-by-nc-4.0", "cc0-1.0",
+            "bsd-3-clause", "gpl-3.0", "lgpl-3.0", "openrail", "llama2", "llama3"}  # fmt: skip
+PIPELINE_TAGS = {"sentence-similarity", "feature-extraction", "fill-mask", "text-classification",
+                 "token-classification", "question-answering", "text-generation", "text-ranking",
+                 "zero-shot-classification", "summarization", "translation"}  # fmt: skip
 _PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 SPACE_SDKS = ("gradio", "streamlit", "docker", "static")
 
@@ -39,6 +68,113 @@ SPACE_SDKS = ("gradio", "streamlit", "docker", "static")
 def git_blob_oid(content: bytes) -> str:
     """The git object id of a file, as the Hub reports it for regular (non-LFS) files."""
     return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
+
+
+def lfs_pointer(sha256: str, size: int) -> bytes:
+    """The git-lfs pointer file git stores in place of an LFS file."""
+    return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
+
+
+def is_lfs_oid(oid: str) -> bool:
+    """Trees hold a git sha1 (40 hex) for a regular file and the content's sha256 (64 hex) for an LFS file."""
+    return len(oid) == 64
+
+
+def lfs_patterns(gitattributes: bytes) -> list[str]:
+    return [
+        line.split()[0] for line in gitattributes.decode(errors="replace").splitlines()
+        if "filter=lfs" in line.split()[1:]
+    ]  # fmt: skip
+
+
+def _matches(path: str, pattern: str) -> bool:
+    import fnmatch
+
+    if "/" in pattern:
+        return fnmatch.fnmatch(path, pattern)
+    return fnmatch.fnmatch(path.rsplit("/", 1)[-1], pattern)
+
+
+def front_matter(text: str) -> dict | None:
+    """The YAML metadata block of a README, or None (no block or not a mapping)."""
+    if not text.startswith("---"):
+        return None
+    end = text.find("\n---", 3)
+    meta = yaml.safe_load(text[3:end] if end > 0 else "")
+    return meta if isinstance(meta, dict) else None
+
+
+def _is_repo_id(value) -> bool:
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if not isinstance(value, str) or value.startswith(("/", ".", "~")):
+        return False
+    try:
+        validate_repo_id(value)
+    except HFValidationError:
+        return False
+    return True
+
+
+def metadata_errors(meta, repo_type: str) -> list[str]:
+    """What the Hub's validate-yaml would refuse in a card's metadata."""
+    if meta is None:
+        return []
+    if not isinstance(meta, dict):
+        return ["metadata must be a YAML mapping"]
+    errors = []
+
+    def strings(key):
+        value = meta.get(key)
+        items = [value] if isinstance(value, str) else value
+        if value is not None and not (isinstance(items, list) and all(isinstance(v, str) for v in items)):
+            errors.append(f'"{key}" must be a string or a list of strings')
+            return []
+        return items or []
+
+    for license_id in strings("license"):
+        if license_id not in LICENSES:
+            errors.append(f'"license" must be one of the Hub\'s license ids, not {license_id!r}')
+    for code in strings("language"):
+        if not (2 <= len(code) <= 3 and code.isalpha() and code.islower()):
+            errors.append(f'"language" must hold ISO 639 codes, not {code!r}')
+    strings("tags")
+    for key in ("base_model", "datasets"):
+        for value in strings(key):
+            if not _is_repo_id(value):
+                errors.append(f'"{key}" must hold Hub repo ids, not {value!r}')
+    if "pipeline_tag" in meta and meta["pipeline_tag"] not in PIPELINE_TAGS:
+        errors.append(f'"pipeline_tag" {meta["pipeline_tag"]!r} is not a task the Hub knows')
+    if "library_name" in meta and not isinstance(meta["library_name"], str):
+        errors.append('"library_name" must be a string')
+    if "model-index" in meta:
+        errors += _model_index_errors(meta["model-index"])
+    if repo_type == "space" and meta.get("sdk") not in SPACE_SDKS:
+        errors.append(f'"sdk" must be one of {", ".join(SPACE_SDKS)}')
+    return errors
+
+
+def _model_index_errors(index) -> list[str]:
+    if not isinstance(index, list):
+        return ['"model-index" must be a list']
+    errors = []
+    for entry in index:
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            errors.append('"model-index" entries need a "name"')
+            continue
+        for result in entry.get("results") or []:
+            task, dataset = result.get("task") or {}, result.get("dataset") or {}
+            if not isinstance(task.get("type"), str):
+                errors.append('"model-index" results need task.type')
+            if not (isinstance(dataset.get("type"), str) and isinstance(dataset.get("name"), str)):
+                errors.append('"model-index" results need dataset.type and dataset.name')
+            for metric in result.get("metrics") or []:
+                if not isinstance(metric.get("type"), str) or not isinstance(
+                    metric.get("value"), (int, float)
+                ):
+                    errors.append('"model-index" metrics need a type and a numeric value')
+    return errors
 
 
 @dataclass
@@ -85,6 +221,8 @@ class HubServer:
         self.repos: dict[tuple[str, str], Repo] = {}
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request, for assertions
         self.commit_requests = 0
+        self.lfs_uploads = 0  # PUTs of LFS content that were stored
+        self.lfs_verified = 0
         self._fail_commits: dict[int, str] = {}  # commit request number -> "before" | "after"
         self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
@@ -141,7 +279,9 @@ class HubServer:
         with self._lock:
             repo = self._create_repo(repo_type, repo_id, private=False)
             tree = dict(repo.resolve("main").tree)
-            tree.update({path: self._store(content) for path, content in files.items()})
+            for path, content in files.items():
+                lfs = self.upload_mode(tree, path, len(content), content[:512]) == "lfs"
+                tree[path] = self._store_lfs(content) if lfs else self._store(content)
             commit = self._new_commit(repo, repo.resolve("main"), "Upload dataset", tree)
             if oid is not None:
                 repo.commits[oid] = repo.commits.pop(commit.oid)
@@ -160,7 +300,36 @@ class HubServer:
     def blob(self, oid: str) -> bytes:
         return (self.root / "blobs" / oid).read_bytes()
 
+    def lfs_files(self, repo_id: str, repo_type: str = "model", revision: str = "main") -> set[str]:
+        """The paths of ``revision`` stored through LFS."""
+        commit = self.repo(repo_id, repo_type).resolve(revision)
+        assert commit is not None, f"no revision {revision}"
+        return {path for path, oid in commit.tree.items() if is_lfs_oid(oid)}
+
+    def has_lfs_object(self, sha256: str) -> bool:
+        return len(sha256) == 64 and (self.root / "blobs" / sha256).is_file()
+
+    def upload_mode(self, tree: dict[str, str], path: str, size: int, sample: bytes) -> str:
+        """ "lfs" or "regular", by the Hub's rules (size, binary sample, .gitattributes patterns)."""
+        attributes = self.blob(tree[".gitattributes"]) if ".gitattributes" in tree else b""
+        if (
+            size >= LFS_THRESHOLD
+            or b"\0" in sample
+            or any(_matches(path, p) for p in lfs_patterns(attributes))
+        ):
+            return "lfs"
+        return "regular"
+
     # -- state changes (under the lock) -----------------------------------------------------------------
+    def _store_lfs(self, content: bytes) -> str:
+        oid = hashlib.sha256(content).hexdigest()
+        path = self.root / "blobs" / oid
+        if not path.exists():
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(content)
+            tmp.replace(path)
+        return oid
+
     def _store(self, content: bytes) -> str:
         oid = git_blob_oid(content)
         path = self.root / "blobs" / oid
@@ -184,8 +353,8 @@ class HubServer:
 
     def _create_repo(self, repo_type: str, repo_id: str, private: bool, sdk: str | None = None) -> Repo:
         repo = Repo(repo_type, repo_id, private, sdk)
-        # The Hub starts every repo with a commit holding .gitattributes.
-        attrs = self._store(b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n")
+        # The Hub starts every repo with a commit holding its default .gitattributes.
+        attrs = self._store(DEFAULT_GITATTRIBUTES.encode())
         repo.refs["main"] = self._new_commit(repo, None, "initial commit", {".gitattributes": attrs}).oid
         self.repos[(repo_type, repo_id)] = repo
         return repo
@@ -246,6 +415,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         self._dispatch("POST")
 
+    def do_PUT(self):
+        self._dispatch("PUT")
+
     def _dispatch(self, method: str) -> None:
         hub = self.server_hub
         split = urlsplit(self.path)
@@ -258,6 +430,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, method: str, parts: list[str]) -> None:
         head = method == "HEAD"
+        # Storage ("the CDN / S3"): signed URLs in the real Hub, so no token here either.
+        if len(parts) == 2 and parts[0] == "lfs-storage" and method == "PUT":
+            return self._lfs_put(parts[1])
+        if len(parts) == 2 and parts[0] == "lfs-storage" and method in ("GET", "HEAD"):
+            return self._lfs_get(parts[1], head)
+        if len(parts) >= 2 and parts[-1] == "batch" and "info" in parts and method == "POST":
+            return self._lfs_batch(parts)
+        if len(parts) >= 3 and parts[-2:] == ["lfs", "verify"] and method == "POST":
+            return self._lfs_verify()
         if parts[:1] == ["api"]:
             rest = parts[1:]
             if rest == ["whoami-v2"] and method == "GET":
@@ -323,15 +504,73 @@ class _Handler(BaseHTTPRequestHandler):
         payload = json.loads(self._body() or b"{}")
         content = payload.get("content", "")
         errors = []
-        if content.startswith("---"):
-            end = content.find("\n---", 3)
-            try:
-                meta = yaml.safe_load(content[3:end] if end > 0 else "")
-                if meta is not None and not isinstance(meta, dict):
-                    errors.append({"message": "metadata must be a YAML mapping"})
-            except yaml.YAMLError as exc:
-                errors.append({"message": f"invalid YAML: {exc}"})
-        self._json(400 if errors else 200, {"errors": errors, "warnings": []})
+        try:
+            meta = front_matter(content) if content.startswith("---") else None
+            if (
+                content.startswith("---")
+                and meta is None
+                and yaml.safe_load(content[3 : content.find("\n---", 3)])
+            ):
+                errors.append("metadata must be a YAML mapping")
+            errors += metadata_errors(meta, payload.get("repoType") or "model")
+        except yaml.YAMLError as exc:
+            errors.append(f"invalid YAML: {exc}")
+        self._json(400 if errors else 200, {"errors": [{"message": e} for e in errors], "warnings": []})
+
+    # -- LFS --------------------------------------------------------------------------------------------
+    def _lfs_batch(self, parts: list[str]) -> None:
+        hub = self.server_hub
+        body = json.loads(self._body() or b"{}")
+        if self._auth() != "ok":
+            return self._error(401, INVALID_CREDENTIALS)
+        repo_type = "model"
+        if parts[0] in ("datasets", "spaces"):
+            repo_type, parts = parts[0][:-1], parts[1:]
+        repo_id = f"{parts[0]}/{parts[1].removesuffix('.git')}"
+        if (repo_type, repo_id) not in hub.repos:
+            return self._error(404, "Repository not found", "RepoNotFound")
+        if body.get("operation") != "upload" or "basic" not in (body.get("transfers") or ["basic"]):
+            return self._error(400, "this LFS server takes basic uploads only")
+        objects = []
+        for obj in body.get("objects", []):
+            oid, size = obj.get("oid"), obj.get("size")
+            entry = {"oid": oid, "size": size}
+            if not hub.has_lfs_object(oid):  # already stored: no actions, the client skips the upload
+                entry["actions"] = {
+                    "upload": {"href": f"{hub.url}/lfs-storage/{oid}", "header": {}},
+                    "verify": {"href": f"{hub.url}/{'/'.join(parts[:2])}/info/lfs/verify"},
+                }
+            objects.append(entry)
+        self._json(200, {"transfer": "basic", "objects": objects, "hash_algo": "sha256"})
+
+    def _lfs_put(self, oid: str) -> None:
+        hub = self.server_hub
+        content = self._body()
+        if hashlib.sha256(content).hexdigest() != oid:
+            return self._error(400, "uploaded content does not match its sha256")
+        with hub._lock:
+            hub._store_lfs(content)
+            hub.lfs_uploads += 1
+        self._send(200)
+
+    def _lfs_verify(self) -> None:
+        hub = self.server_hub
+        body = json.loads(self._body() or b"{}")
+        if self._auth() != "ok":
+            return self._error(401, INVALID_CREDENTIALS)
+        oid, size = body.get("oid", ""), body.get("size")
+        if not hub.has_lfs_object(oid) or (hub.root / "blobs" / oid).stat().st_size != size:
+            return self._error(404, f"LFS object {oid} not found or of another size")
+        with hub._lock:
+            hub.lfs_verified += 1
+        self._json(200, {})
+
+    def _lfs_get(self, oid: str, head: bool) -> None:
+        hub = self.server_hub
+        if not hub.has_lfs_object(oid):
+            return self._error(404, "not found", head=head)
+        content = hub.blob(oid)
+        self._send(200, content, {"Content-Type": "application/octet-stream", "ETag": f'"{oid}"'}, head=head)
 
     def _repo_api(self, method: str, repo_type: str, repo_id: str, action: str, args: list[str]) -> None:
         hub = self.server_hub
@@ -382,6 +621,31 @@ class _Handler(BaseHTTPRequestHandler):
         }
         if repo.repo_type == "space":
             data["sdk"] = repo.sdk
+        readme = commit.tree.get("README.md")
+        meta = None
+        if readme is not None:
+            try:
+                meta = front_matter(self.server_hub.blob(readme).decode(errors="replace"))
+            except yaml.YAMLError:
+                meta = None
+        if meta:
+            data["cardData"] = meta
+            tags = meta.get("tags") or []
+            data["tags"] = list(tags) if isinstance(tags, list) else [tags]
+            for key in ("library_name", "pipeline_tag"):
+                if isinstance(meta.get(key), str):
+                    data[key] = meta[key]
+                    if key == "library_name":
+                        data["tags"].append(meta[key])
+            for key, prefix in (
+                ("license", "license:"),
+                ("base_model", "base_model:"),
+                ("datasets", "dataset:"),
+            ):
+                values = meta.get(key)
+                data["tags"] += [prefix + v for v in ([values] if isinstance(values, str) else values or [])]
+            if "model-index" in meta:
+                data["model-index"] = meta["model-index"]
         self._json(200, data, head=head)
 
     def _tree(self, repo: Repo, revision: str, path: str) -> None:
@@ -402,7 +666,12 @@ class _Handler(BaseHTTPRequestHandler):
             for i in range(rel.count("/")):
                 folders.add(prefix + "/".join(rel.split("/")[: i + 1]))
             size = (hub.root / "blobs" / oid).stat().st_size
-            entries.append({"type": "file", "oid": oid, "size": size, "path": file_path})
+            entry = {"type": "file", "oid": oid, "size": size, "path": file_path}
+            if is_lfs_oid(oid):
+                pointer = lfs_pointer(oid, size)
+                entry["oid"] = git_blob_oid(pointer)
+                entry["lfs"] = {"oid": oid, "size": size, "pointerSize": len(pointer)}
+            entries.append(entry)
         dirs = [
             {"type": "directory", "oid": hashlib.sha1(d.encode()).hexdigest(), "size": 0, "path": d}
             for d in sorted(folders)
@@ -425,8 +694,16 @@ class _Handler(BaseHTTPRequestHandler):
         if commit is None and self.query.get("create_pr") != "1":
             return self._error(404, f"Invalid rev id: {revision}", "RevisionNotFound")
         tree = commit.tree if commit else {}
+        hub = self.server_hub
         files = [
-            {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False, "oid": tree.get(f["path"])}
+            {
+                "path": f["path"],
+                "uploadMode": hub.upload_mode(
+                    tree, f["path"], int(f.get("size", 0)), base64.b64decode(f.get("sample", ""))
+                ),
+                "shouldIgnore": False,
+                "oid": tree.get(f["path"]),  # a git sha1, or the sha256 of an LFS file
+            }
             for f in payload.get("files", [])
         ]
         self._json(200, {"files": files, "commitOid": commit.oid if commit else None})
@@ -453,14 +730,25 @@ class _Handler(BaseHTTPRequestHandler):
             for line in lines[1:]:
                 key, value = line["key"], line["value"]
                 if key == "file":
-                    tree[value["path"]] = hub._store(base64.b64decode(value["content"]))
+                    content = base64.b64decode(value["content"])
+                    if hub.upload_mode(tree, value["path"], len(content), content[:512]) == "lfs":
+                        return self._error(
+                            400,
+                            f"Your push was rejected because {value['path']} is a binary file or larger than 10 MiB: "
+                            "it must be stored with Git LFS or Xet",
+                        )
+                    tree[value["path"]] = hub._store(content)
+                elif key == "lfsFile":
+                    if value.get("algo") != "sha256" or not hub.has_lfs_object(value.get("oid", "")):
+                        return self._error(400, f"LFS object of {value.get('path')} was not uploaded")
+                    tree[value["path"]] = value["oid"]
                 elif key == "deletedFile":
                     tree.pop(value["path"], None)
                 elif key == "deletedFolder":
                     prefix = value["path"].rstrip("/") + "/"
                     tree = {p: o for p, o in tree.items() if not p.startswith(prefix)}
                 else:
-                    return self._error(400, f"this test Hub only takes inline (regular) files, not {key}")
+                    return self._error(400, f"unknown commit operation {key}")
             commit = hub._new_commit(repo, parent, header.get("summary", ""), tree)
             base = f"{hub.url}/{_PREFIX[repo.repo_type]}{repo.repo_id}"
             pr_url = None
@@ -492,6 +780,19 @@ class _Handler(BaseHTTPRequestHandler):
         oid = commit.tree.get(path)
         if oid is None:
             return self._error(404, f"Entry not found: {path}", "EntryNotFound", head=head)
+        if is_lfs_oid(oid):
+            # As the Hub: a redirect to the storage host (another origin: the token is not sent there), with
+            # the file's sha256 and size in X-Linked-* headers; ETag is the pointer's git oid.
+            size = (hub.root / "blobs" / oid).stat().st_size
+            storage = hub.url.replace("127.0.0.1", "localhost")
+            headers = {
+                "Location": f"{storage}/lfs-storage/{oid}",
+                "ETag": f'"{git_blob_oid(lfs_pointer(oid, size))}"',
+                "X-Linked-Etag": f'"{oid}"',
+                "X-Linked-Size": str(size),
+                "X-Repo-Commit": commit.oid,
+            }
+            return self._send(302, b"", headers, head=head)
         content = hub.blob(oid)
         headers = {
             "Content-Type": "application/octet-stream",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -133,10 +134,10 @@ def test_failed_check_leaves_no_complete_looking_files(tmp_path, tiny_leaf_dir):
     shutil.copytree(tiny_leaf_dir, folder)
     with pytest.raises(LeafHubError, match="differs from PyTorch"):
         export_model(folder, max_abs_diff=-1.0)  # no graph can pass: the fp32 check fails
-    assert list((folder / "onnx").iterdir()) == []
+    assert not (folder / "onnx").exists()  # not even an empty onnx/
     with pytest.raises(LeafHubError, match="int8 model is too far"):
         export_model(folder, min_int8_cosine=1.5)  # fp32 passes, int8 cannot
-    assert list((folder / "onnx").iterdir()) == []
+    assert not (folder / "onnx").exists()
 
 
 def test_reexport_without_int8_removes_the_stale_int8_file(tmp_path, tiny_leaf_dir):
@@ -202,6 +203,45 @@ def test_export_cache_key_ignores_reports_but_not_model_files(tmp_path, tiny_lea
     config = folder / "config.json"
     config.write_text(config.read_text() + "\n")  # a model file: a new key
     assert _source_key(folder)[1] != key
+
+
+@pytest.mark.parametrize("missing", ["onnxruntime", "onnx"])
+def test_export_without_the_onnx_extra_names_it_before_any_work(
+    tmp_path, tiny_leaf_dir, capsys, monkeypatch, missing
+):
+    folder = tmp_path / "leaf"
+    shutil.copytree(tiny_leaf_dir, folder)
+    monkeypatch.setitem(sys.modules, missing, None)  # how Python marks a module that cannot be imported
+    assert main(["export", "--model", str(folder), "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"needs the onnx extra ({missing} not installed)" in err and 'pip install "leaf-hub[onnx]"' in err
+    assert "Traceback" not in err
+    assert not (folder / "onnx").exists() and not (tmp_path / "out").exists()
+    with pytest.raises(LeafHubError, match=r"leaf-hub\[onnx\]"):
+        export_model(folder)
+
+
+def test_graph_restores_the_end_token_a_client_cut_off(exported_leaf):
+    """transformers.js adds [CLS] ... [SEP] and then cuts at the limit: the [SEP] is lost, the graph puts it back."""
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(exported_leaf), device="cpu")
+    long_text = "the cat sat on the mat and " * 30
+    ids = model[0].tokenizer(long_text)["input_ids"]
+    limit = model.max_seq_length
+    assert len(ids) > limit and ids[-1] == model[0].tokenizer.sep_token_id
+    encoder = OnnxEncoder(exported_leaf)
+    cut = np.asarray([ids[:limit]], dtype=np.int64)  # no [SEP] at the end
+    feed = {"input_ids": cut, "attention_mask": np.ones_like(cut), "token_type_ids": np.zeros_like(cut)}
+    (got,) = encoder.session.run(["sentence_embedding"], feed)
+    np.testing.assert_allclose(got, model.encode([long_text]), atol=1e-5)
+    # A short text and a correctly tokenized long one are left as they are.
+    np.testing.assert_allclose(
+        encoder.encode([long_text, "a cat"]), model.encode([long_text, "a cat"]), atol=1e-5
+    )
+    report = json.loads((exported_leaf / "onnx" / "export.json").read_text())
+    assert report["end_token_id"] == model[0].tokenizer.sep_token_id
+    assert report["fp32_cut_end_max_abs_diff"] <= 1e-4
 
 
 def test_ensure_onnx_uses_an_exported_folder_as_is(exported_leaf, tmp_path):

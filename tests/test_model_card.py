@@ -103,7 +103,8 @@ def test_leaf_card_carries_the_run_facts(leaf_dir, capsys):
     for value in (LEAF_RUN["steps"], LEAF_RUN["batch_size"], LEAF_RUN["num_texts"]):
         assert f"{value:,}" in body
     assert LEAF_RUN["hardware"] in body and LEAF_RUN["teacher_fingerprint"] in body
-    assert "../shared/data/train/texts.jsonl.gz" in body
+    # a local data file by its name only: no local path in a public card (issue 18)
+    assert "`texts.jsonl.gz` (local file)" in body and "../shared" not in body
     # results tables hold the report's numbers, standard and asymmetric, with the leaf/teacher ratio
     leaf_ndcg, teacher_ndcg = (
         EVAL["results"]["leaf"]["cisi"]["ndcg@10"],
@@ -307,6 +308,148 @@ def test_card_of_a_pair_made_by_leaf_hub_pair_names_its_teacher(tmp_path, tiny_l
     assert main(args) == 0
     assert not (pair / "leaf_run.json").exists()  # the facts come from the pair's own manifest
     assert main(["card", "--model", str(pair), "--repo-id", "tester/tiny-pair"]) == 0
+    text = (pair / "README.md").read_text()
+    # the document side actually paired is a local folder: named as such, never by its path (issue 18)
+    assert str(tiny_teacher_dir) not in text and "teacher" not in ModelCard(text).data.to_dict()
+    args = [
+        "card",
+        "--model",
+        str(pair),
+        "--repo-id",
+        "tester/tiny-pair",
+        "--teacher-repo-id",
+        "tester/tiny-teacher",
+    ]
+    assert main(args) == 0
     card = ModelCard((pair / "README.md").read_text())
-    assert card.data.to_dict()["teacher"] == str(tiny_teacher_dir)  # the document side actually paired
+    assert card.data.to_dict()["teacher"] == "tester/tiny-teacher"  # the document side actually paired
     assert STUDENT in card.text and "not recorded" not in card.text
+
+
+def test_local_teacher_and_student_never_reach_the_card_but_their_hub_ids_do(leaf_dir, capsys):
+    run = {**LEAF_RUN, "teacher": "/some/folder/mpnet", "student": "./models/minilm"}
+    (leaf_dir / "leaf_run.json").write_text(json.dumps(run))
+    text = render_card(leaf_dir, "leaf", "tester/x")
+    assert "/some/folder" not in text and "./models" not in text and "minilm" not in text.lower()
+    card = ModelCard(text)
+    assert card.data.base_model is None and "teacher" not in card.data.to_dict()
+    assert "a local folder (Hub id not given)" in text and "TEACHER-MODEL-ID" in text
+    args = ["card", "--model", str(leaf_dir), "--repo-id", "tester/x", "--teacher-repo-id", TEACHER]
+    assert main([*args, "--student-repo-id", STUDENT]) == 0
+    card = ModelCard((leaf_dir / "README.md").read_text())
+    assert card.data.base_model == STUDENT and card.data.to_dict()["teacher"] == TEACHER
+    assert f'SentenceTransformer("{TEACHER}")' in card.text
+    # distill can record them (leaf_run.json: teacher_repo_id / student_repo_id)
+    recorded = {**run, "teacher_repo_id": TEACHER, "student_repo_id": STUDENT}
+    (leaf_dir / "leaf_run.json").write_text(json.dumps(recorded))
+    card = ModelCard(render_card(leaf_dir, "leaf", "tester/x"))
+    assert card.data.base_model == STUDENT and card.data.to_dict()["teacher"] == TEACHER
+    assert main([*args[:5], "--teacher-repo-id", "not a hub id"]) == 2
+    assert "is not a Hub id" in capsys.readouterr().err
+
+
+def test_the_intro_agrees_with_the_results_table(leaf_dir):
+    import copy
+
+    _with_facts(leaf_dir)
+    text = render_card(leaf_dir, "leaf", "tester/x")  # asymmetric 0.4071 of 0.4183: 97.3%
+    assert "retrieval quality is close to the teacher's (97.3% of its ndcg@10 on cisi" in text
+    weak = copy.deepcopy(EVAL)
+    weak["results"]["asymmetric"]["cisi"]["ndcg@10"] = 0.2798  # 66.9% of the teacher's
+    (leaf_dir / "eval_report.json").write_text(json.dumps(weak))
+    text = render_card(leaf_dir, "leaf", "tester/x")
+    assert "close to the teacher" not in text
+    assert "retrieval quality is 66.9% of the teacher's ndcg@10 on cisi" in text
+    (leaf_dir / "eval_report.json").unlink()
+    assert "close to the teacher" not in render_card(leaf_dir, "leaf", "tester/x")
+
+
+def test_model_index_names_a_hub_dataset_only_for_tasks_read_from_the_hub(leaf_dir):
+    import copy
+
+    _with_facts(leaf_dir)
+    report = copy.deepcopy(EVAL)
+    report["meta"]["datasets"] = {
+        "cisi": {"kind": "retrieval", "source": "../shared/data/eval/cisi"},
+        "stsb-dev": {"kind": "sts", "source": "../shared/data/eval/stsb/sts-dev.csv"},
+    }
+    (leaf_dir / "eval_report.json").write_text(json.dumps(report))
+    results = ModelCard(render_card(leaf_dir, "leaf", "tester/x")).data.eval_results
+    sts = next(r for r in results if r.task_type == "STS")
+    assert sts.dataset_type == "stsb-dev" and sts.dataset_split is None and "local files" in sts.dataset_name
+    assert all(r.dataset_type != "sentence-transformers/stsb" for r in results)
+    report["meta"]["datasets"]["stsb-dev"]["source"] = "hf:sentence-transformers/stsb:validation"
+    (leaf_dir / "eval_report.json").write_text(json.dumps(report))
+    results = ModelCard(render_card(leaf_dir, "leaf", "tester/x")).data.eval_results
+    sts = next(r for r in results if r.task_type == "STS")
+    assert (sts.dataset_type, sts.dataset_split) == ("sentence-transformers/stsb", "validation")
+
+
+def test_the_card_reads_the_report_bench_wrote_and_keeps_its_caveat(leaf_dir, tmp_path, capsys):
+    _with_facts(leaf_dir)
+    (leaf_dir / "bench_report.json").unlink()
+    elsewhere = tmp_path / "results" / "X.json"  # leaf-hub bench --output X.json
+    elsewhere.parent.mkdir()
+    busy = {**BENCH, "meta": {**BENCH["meta"], "busy_cores_before": 1.6, "threads": 1, "cores": 2}}
+    elsewhere.write_text(json.dumps(busy))
+    assert "No benchmark report" in render_card(leaf_dir, "leaf", "tester/x")
+    args = ["card", "--model", str(leaf_dir), "--repo-id", "tester/x", "--bench", str(elsewhere)]
+    assert main(args) == 0
+    body = (leaf_dir / "README.md").read_text()
+    assert "12.6x" in body and "No benchmark report" not in body
+    assert (
+        "**Caveat**: `leaf-hub bench` warned that the machine was busy when it measured (1.6 of 2 cores"
+        in body
+    )
+    elsewhere.write_text(json.dumps(BENCH))  # a quiet machine: no caveat
+    assert "Caveat" not in render_card(leaf_dir, "leaf", "tester/x", bench=elsewhere)
+    assert main([*args[:-1], str(tmp_path / "missing.json")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def _python_blocks(text: str) -> list[str]:
+    return [block.split("```", 1)[0] for block in text.split("```python\n")[1:]]
+
+
+def test_each_python_block_of_the_card_runs_when_copied_alone(hub, tmp_path, tiny_leaf_dir, tiny_teacher_dir):
+    """Every snippet, pasted alone into a fresh Python, loads the published leaf from the (test) Hub and runs."""
+    import os
+    import subprocess
+    import sys
+
+    from leaf_hub.export.onnx import export_model
+
+    leaf = tmp_path / "leaf"
+    shutil.copytree(tiny_leaf_dir, leaf)
+    export_model(leaf)
+    _with_facts(leaf)
+    (leaf / "bench_report.json").unlink()
+    teacher_files = {
+        str(p.relative_to(tiny_teacher_dir)): p.read_bytes()
+        for p in tiny_teacher_dir.rglob("*")
+        if p.is_file()
+    }
+    hub.seed("tester/tiny-teacher", teacher_files)
+    args = [
+        str(leaf),
+        "--repo-id",
+        "tester/tiny-leaf",
+        "--token",
+        hub.token,
+        "--teacher-repo-id",
+        "tester/tiny-teacher",
+    ]
+    assert main(["publish", *args]) == 0
+    text = hub.files("tester/tiny-leaf")["README.md"].decode()
+    assert "leaf-hub pair --leaf tester/tiny-leaf --teacher tester/tiny-teacher --output " in text
+    blocks = _python_blocks(text)
+    assert len(blocks) == 5
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env.update(
+        {"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+    )
+    for block in blocks:
+        proc = subprocess.run(
+            [sys.executable, "-c", block], capture_output=True, text=True, env=env, timeout=300
+        )
+        assert proc.returncode == 0, f"{block}\n{proc.stderr[-2000:]}"

@@ -54,3 +54,22 @@ def test_wheel_ships_card_templates_and_renders_a_card(tmp_path, tiny_leaf_dir):
     assert out[1] == str(target / "leaf_hub" / "hub" / "templates")
     card = "\n".join(out[2:])
     assert card.startswith("---\n") and "knowledge-distillation" in card
+
+
+def test_the_extras_leaf_hub_checks_are_the_ones_pyproject_declares():
+    """leaf_hub.extras names, per extra, the modules of the packages pyproject.toml lists for it."""
+    import re
+    from importlib import metadata
+
+    from leaf_hub.extras import EXTRAS
+
+    declared: dict[str, set[str]] = {}
+    for line in metadata.requires("leaf-hub") or []:
+        match = re.match(r"([A-Za-z0-9._-]+).*;\s*extra\s*==\s*\"(\w+)\"", line)
+        if match and match.group(2) != "dev":
+            declared.setdefault(match.group(2), set()).add(re.sub(r"[-_.]+", "-", match.group(1)).lower())
+    assert set(EXTRAS) == set(declared)
+    providers = metadata.packages_distributions()
+    for extra, modules in EXTRAS.items():
+        provided = {re.sub(r"[-_.]+", "-", d).lower() for m in modules for d in providers.get(m, [])}
+        assert provided == declared[extra], extra

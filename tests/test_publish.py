@@ -216,3 +216,119 @@ def test_hand_written_readme_is_kept_and_input_errors(hub, leaf_dir, tmp_path, c
     assert _publish(str(run_dir), "--repo-id", "tester/x", "--dry-run") == 2
     assert "publish its final model" in capsys.readouterr().err
     assert hub.requests == []
+
+
+@pytest.mark.parametrize(
+    "repo_id", ["me/bad name", "me/a..b", "me/-x", "me/x--y", "me/" + "a" * 97, "me/é", "a/b/c", "no-slash"]
+)
+def test_repo_ids_huggingface_hub_refuses_are_refused_client_side(hub, leaf_dir, capsys, repo_id):
+    from leaf_hub.errors import ConfigError
+    from leaf_hub.hub.publish import PublishPlan, check_repo_id, publish
+
+    assert _publish(str(leaf_dir), "--repo-id", repo_id, "--dry-run") == 2
+    err = capsys.readouterr().err
+    assert f"--repo-id {repo_id!r}" in err and "the Hub" not in err.replace("Hub repo id", "")
+    assert _publish(str(leaf_dir), "--repo-id", repo_id, "--token", hub.token) == 2
+    assert "refused" not in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="repo_id"):
+        check_repo_id(repo_id)
+    plan = PublishPlan(leaf_dir, "leaf", repo_id, "model", False, None, False, "m", hub.url)
+    with pytest.raises(ConfigError):  # the library call checks too, before any request
+        publish(plan, token=hub.token)
+    assert hub.requests == []
+
+
+def test_a_card_that_would_show_a_local_teacher_is_refused(hub, leaf_dir, capsys):
+    run = json.loads((leaf_dir / "leaf_run.json").read_text())
+    (leaf_dir / "leaf_run.json").write_text(json.dumps({**run, "teacher": "/some/folder/mpnet"}))
+    assert _publish(str(leaf_dir), "--repo-id", "tester/tiny-leaf", "--dry-run") == 2
+    err = capsys.readouterr().err
+    assert "would name the teacher only as the local folder '/some/folder/mpnet'" in err
+    assert "--teacher-repo-id OWNER/NAME" in err
+    args = [str(leaf_dir), "--repo-id", "tester/tiny-leaf", "--token", hub.token]
+    assert _publish(*args, "--teacher-repo-id", "sentence-transformers/all-mpnet-base-v2") == 0
+    readme = hub.files("tester/tiny-leaf")["README.md"].decode()
+    assert "/some/folder" not in readme and "sentence-transformers/all-mpnet-base-v2" in readme
+    # a kept README that shows the path is refused too
+    (leaf_dir / "README.md").write_text("---\nlicense: apache-2.0\n---\nDistilled from /some/folder/mpnet.\n")
+    assert _publish(*args, "--teacher-repo-id", "sentence-transformers/all-mpnet-base-v2") == 2
+    assert "shows the teacher's local path '/some/folder/mpnet'" in capsys.readouterr().err
+
+
+def test_the_hub_checks_the_cards_metadata_as_the_real_one_does(hub, leaf_dir, capsys):
+    from huggingface_hub import HfApi
+
+    (leaf_dir / "README.md").write_text(
+        "---\nlicense: my-own-license\nbase_model: /some/folder\n---\n# mine\n"
+    )
+    assert _publish(str(leaf_dir), "--repo-id", "tester/tiny-leaf", "--token", hub.token) == 2
+    err = capsys.readouterr().err
+    assert "the Hub refused uploading the commit" in err and '"license"' in err and '"base_model"' in err
+    assert ("tester/tiny-leaf" not in {r for _, r in hub.repos}) or hub.files("tester/tiny-leaf").keys() == {
+        ".gitattributes"
+    }
+    (leaf_dir / "README.md").unlink()
+    assert _publish(str(leaf_dir), "--repo-id", "tester/tiny-leaf", "--token", hub.token) == 0
+    info = HfApi(endpoint=hub.url, token=hub.token).model_info("tester/tiny-leaf")
+    assert info.card_data.base_model == "sentence-transformers/all-MiniLM-L6-v2"
+    assert info.pipeline_tag == "sentence-similarity" and info.library_name == "sentence-transformers"
+    assert "base_model:sentence-transformers/all-MiniLM-L6-v2" in info.tags and "leaf" in info.tags
+
+
+@pytest.mark.integration
+def test_a_real_size_leaf_goes_up_and_comes_back_through_lfs(hub, tmp_path, offline_models, capsys):
+    """A MiniLM-sized leaf (90 MB of weights, a 91 MB graph) through the LFS batch API and back, byte for byte."""
+    from huggingface_hub import snapshot_download
+    from sentence_transformers import SentenceTransformer
+
+    from leaf_hub.leaf import build_leaf
+
+    folder = tmp_path / "leaf"
+    # From its snapshot folder: the Hub id would be asked of the test Hub, which does not hold it.
+    student = SentenceTransformer(str(offline_models["sentence-transformers/all-MiniLM-L6-v2"]), device="cpu")
+    build_leaf(student, teacher_dim=768, normalize=True, max_seq_length=256).save(str(folder))
+    (folder / "onnx").mkdir()
+    (folder / "onnx" / "model.onnx").write_bytes(np.random.default_rng(0).bytes(91_000_000))
+    (folder / "notes.txt").write_text("a large text file\n" * 650_000)  # 11.7 MB: LFS by size alone
+    run = {
+        "teacher": "sentence-transformers/all-mpnet-base-v2",
+        "student": "sentence-transformers/all-MiniLM-L6-v2",
+    }
+    (folder / "leaf_run.json").write_text(json.dumps(run))
+    args = [str(folder), "--repo-id", "tester/real-leaf", "--token", hub.token]
+    assert _publish(*args) == 0
+    lfs = hub.lfs_files("tester/real-leaf")
+    assert {"model.safetensors", "onnx/model.onnx", "notes.txt", "2_Dense/model.safetensors"} <= lfs
+    assert "modules.json" not in lfs and "README.md" not in lfs and "config.json" not in lfs
+    assert hub.lfs_uploads == len(lfs) and hub.lfs_verified == len(lfs)
+    batch_requests = [p for m, p in hub.requests if p.endswith("/info/lfs/objects/batch")]
+    assert batch_requests == ["/tester/real-leaf.git/info/lfs/objects/batch"]
+    # rerun: the Hub has every object, nothing is uploaded again
+    assert _publish(*args) == 0
+    assert "is up to date" in capsys.readouterr().out and hub.lfs_uploads == len(lfs)
+    # download through the redirects to storage, byte for byte
+    local = snapshot_download(
+        "tester/real-leaf", endpoint=hub.url, token=hub.token, cache_dir=tmp_path / "dl"
+    )
+    for path in (p for p in folder.rglob("*") if p.is_file() and p.name != "README.md"):
+        rel = path.relative_to(folder)
+        assert (Path(local) / rel).read_bytes() == path.read_bytes(), rel
+    texts = ["a query", "a document about leaves"]
+    np.testing.assert_array_equal(
+        SentenceTransformer(str(folder), device="cpu").encode(texts),
+        SentenceTransformer(local, device="cpu").encode(texts),
+    )
+
+
+def test_publish_bench_uploads_the_report_the_card_shows(hub, leaf_dir, tmp_path, capsys):
+    report = {"meta": {"cpu": "test CPU", "threads": 1, "cores": 2}, "results": [],
+              "summary": {"onnx": {"documents_speedup": 6.4, "queries_speedup": 12.6}}}  # fmt: skip
+    bench = tmp_path / "X.json"  # leaf-hub bench --output X.json
+    bench.write_text(json.dumps(report))
+    args = [str(leaf_dir), "--repo-id", "tester/tiny-leaf", "--token", hub.token, "--bench", str(bench)]
+    assert _publish(*args) == 0
+    files = hub.files("tester/tiny-leaf")
+    assert json.loads(files["bench_report.json"]) == report
+    assert "12.6x" in files["README.md"].decode() and "No benchmark report" not in files["README.md"].decode()
+    assert _publish(*args[:-1], str(tmp_path / "missing.json")) == 2
+    assert "--bench" in capsys.readouterr().err

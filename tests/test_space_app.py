@@ -246,3 +246,68 @@ def test_real_teacher_and_leaf(offline_models, tmp_path):
         assert result["data"][0][3] == 1
     finally:
         demo.close()
+
+
+def test_leaf_hub_space_honours_gradio_server_name_and_port(tiny_leaf_dir, tiny_teacher_dir, expected):
+    """Without --host / --port, `leaf-hub space` listens where GRADIO_SERVER_NAME / GRADIO_SERVER_PORT say."""
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    env.update(GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port))
+    cmd = [
+        sys.executable,
+        "-m",
+        "leaf_hub",
+        "space",
+        "--leaf",
+        str(tiny_leaf_dir),
+        "--teacher",
+        str(tiny_teacher_dir),
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        wait_for_app(url, proc)
+        result = Client(url, verbose=False).predict(QUERY, "\n".join(DOCS), api_name="/compare")
+        assert_table_matches(result, expected, DOCS)
+    finally:
+        stop(proc)
+
+
+def test_the_page_names_models_without_local_paths_and_explains_the_asymmetric_scale(
+    app_url, tiny_leaf_dir, tiny_teacher_dir
+):
+    config = httpx.get(app_url.rstrip("/") + "/config", timeout=30).text
+    assert str(tiny_leaf_dir) not in config and str(tiny_teacher_dir) not in config
+    assert f"{tiny_leaf_dir.name} (local folder)" in config
+    assert "Asymmetric cosines (leaf query against teacher documents) sit on another scale" in config
+
+
+def test_both_models_are_warmed_up_before_the_first_visitor(tiny_teacher_dir, tiny_leaf_dir, caplog):
+    """The first visitor's leaf/teacher timing must not include either model's first-call costs."""
+    import logging
+
+    from leaf_hub.space.app import build_app
+
+    teacher = SentenceTransformer(str(tiny_teacher_dir), device="cpu")
+    leaf = SentenceTransformer(str(tiny_leaf_dir), device="cpu")
+    calls: list[str] = []
+    for name, model in (("teacher", teacher), ("leaf", leaf)):
+        for method in ("encode_query", "encode_document"):
+            original = getattr(model, method)
+
+            def record(*args, _original=original, _tag=f"{name}.{method}", **kwargs):
+                calls.append(_tag)
+                return _original(*args, **kwargs)
+
+            setattr(model, method, record)
+    with caplog.at_level(logging.INFO, logger="leaf_hub.space.app"):
+        build_app(leaf, teacher)
+    assert {
+        "teacher.encode_query",
+        "teacher.encode_document",
+        "leaf.encode_query",
+        "leaf.encode_document",
+    } <= set(calls)
+    assert "warmed up: teacher" in caplog.text

@@ -34,15 +34,20 @@ COMMANDS: list[tuple[str, str, str]] = [
     ),
     (
         "export",
-        "leaf_hub.export.onnx",
+        "leaf_hub.cli.export",
         "export a leaf to ONNX (fp32 and int8) with pooling, projection and norm inside",
     ),
-    ("pair", "leaf_hub.export.pair", "write one asymmetric model: leaf for queries, teacher for documents"),
+    ("pair", "leaf_hub.cli.pair", "write one asymmetric model: leaf for queries, teacher for documents"),
     ("vocab", "leaf_hub.cli.vocab", "build the Vocabulary dataset of word definitions"),
-    ("card", "leaf_hub.hub.card", "render a model card for a leaf, a pair or a dataset"),
-    ("publish", "leaf_hub.hub.publish", "push a leaf, pair, dataset or Space folder to the Hub"),
-    ("space", "leaf_hub.space.app", "run the Gradio Space (teacher vs leaf), or --export it"),
+    ("card", "leaf_hub.cli.card", "render a model card for a leaf, a pair or a dataset"),
+    ("publish", "leaf_hub.cli.publish", "push a leaf, pair, dataset or Space folder to the Hub"),
+    ("space", "leaf_hub.cli.space", "run the Gradio Space (teacher vs leaf), or --export it"),
 ]
+
+
+# The optional extras a stage cannot run without (pip install "leaf-hub[EXTRA]"), for stage modules that do
+# not declare their own EXTRAS; checked before the stage does any work.
+STAGE_EXTRAS: dict[str, tuple[str, ...]] = {"evaluate": ("eval",), "bench": ("onnx", "eval")}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
             name, help=help_text, description=help_text, formatter_class=argparse.RawDescriptionHelpFormatter
         )
         module.add_arguments(p)
-        p.set_defaults(_run=module.run, _configs=getattr(module, "CONFIGS", ()))
+        extras = getattr(module, "EXTRAS", None) or STAGE_EXTRAS.get(name, ())
+        p.set_defaults(_run=module.run, _configs=getattr(module, "CONFIGS", ()), _extras=extras)
     return parser
 
 
@@ -81,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         ensure_hub_reachable_or_offline()
         quiet_offline_warnings()
     try:
+        from leaf_hub.extras import require
+
+        require(*args._extras, what=f"leaf-hub {args.command}")
         return int(args._run(args) or 0)
     except ConfigError as exc:  # the library names options by field; here they are flags
         from leaf_hub.cli.options import flag_message

@@ -7,7 +7,13 @@ the projection and normalization by hand. Here the graph is the complete sentenc
     outputs: sentence_embedding (batch, dim), last_hidden_state (batch, sequence, hidden)
 
 with dynamic batch and sequence axes. ``last_hidden_state`` is what transformers.js and optimum-style
-loaders look for; ``sentence_embedding`` is the model's embedding, ready to use. Any sentence-transformers
+loaders look for; ``sentence_embedding`` is the model's embedding, ready to use.
+
+Clients that truncate after adding special tokens (transformers.js cuts ``[CLS] ... [SEP]`` at the limit,
+losing the ``[SEP]``; Python tokenizers cut the text and keep it) would embed a long text differently.
+The graph puts the tokenizer's end token back: a row that fills the model's whole sequence limit gets the
+end token as its last token, which is what a correct tokenization has there (a no-op for one). So every
+client gets the leaf's embedding of a long text; each export checks it on a text cut that way. Any sentence-transformers
 model of that shape exports: a leaf, its teacher (MPNet has no token_type_ids, BERT has), a student.
 
 Files (``DIR/onnx/``): ``model.onnx`` (fp32), ``model_quantized.onnx`` (int8 weights, dynamic
@@ -35,7 +41,6 @@ backbone is traced with eager attention (see :func:`eager_attention`).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import inspect
 import logging
@@ -58,7 +63,7 @@ MAX_ABS_DIFF = 1e-4
 MIN_INT8_COSINE = 0.99
 REPORT_FILE = "export.json"
 # Part of the cache key of ensure_onnx: bump it when the exported graph changes, so old caches are redone.
-EXPORT_FORMAT = 2
+EXPORT_FORMAT = 3
 OUTPUT_NAMES = ["sentence_embedding", "last_hidden_state"]
 # Modules after the Transformer that the graph can hold (they are run as they are, inside the graph).
 _GRAPH_MODULES = {"Pooling", "Dense", "Normalize", "LayerNorm", "Dropout"}
@@ -126,6 +131,9 @@ class ExportReport:
     check_texts: int
     fp32_max_abs_diff: float
     fp32_token_max_abs_diff: float
+    # The end token the graph restores on inputs cut at the limit without it (None: the tokenizer adds none).
+    end_token_id: int | None = None
+    fp32_cut_end_max_abs_diff: float | None = None
     int8_mean_cosine: float | None = None
     int8_min_cosine: float | None = None
     quantization: dict[str, Any] | None = None
@@ -179,8 +187,25 @@ def check_exportable(model) -> None:
         )
 
 
+def end_token_id(model) -> int | None:
+    """The special token the model's tokenizer ends every text with (``[SEP]``, ``</s>``), or None."""
+    tokenizer = model[0].tokenizer
+    try:
+        with_special = tokenizer("leaf")["input_ids"]
+        plain = tokenizer("leaf", add_special_tokens=False)["input_ids"]
+    except Exception:  # noqa: BLE001 - a tokenizer that cannot say: no restoration
+        return None
+    if len(with_special) <= len(plain) or with_special[-len(plain) :] == plain:
+        return None
+    last = with_special[-1]
+    return int(last) if last in set(getattr(tokenizer, "all_special_ids", []) or []) else None
+
+
 def _graph_module(model, input_names: list[str]):
     import torch
+
+    end_token = end_token_id(model)
+    left_padded = getattr(model[0].tokenizer, "padding_side", "right") == "left"
 
     class SentenceEmbeddingGraph(torch.nn.Module):
         """Transformer backbone followed by the model's own Pooling/Dense/Normalize modules."""
@@ -190,8 +215,20 @@ def _graph_module(model, input_names: list[str]):
             self.backbone = model[0].auto_model
             self.head = torch.nn.ModuleList(list(model)[1:])
             self.takes_token_types = "token_type_ids" in input_names
+            self.limit = int(model.max_seq_length or 0)
+
+        def restore_end_token(self, input_ids, attention_mask):
+            """A row as long as the limit ends with the end token, as a correct tokenization has it."""
+            lengths = attention_mask.sum(1, keepdim=True)
+            last = torch.ones_like(lengths) * (input_ids.shape[1] - 1) if left_padded else lengths - 1
+            at_limit = lengths >= self.limit
+            current = input_ids.gather(1, last)
+            fixed = torch.where(at_limit, torch.full_like(current, end_token), current)
+            return input_ids.scatter(1, last, fixed)
 
         def forward(self, input_ids, attention_mask, token_type_ids=None):
+            if end_token is not None and self.limit > 0:
+                input_ids = self.restore_end_token(input_ids, attention_mask)
             kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
             if self.takes_token_types:
                 kwargs["token_type_ids"] = token_type_ids
@@ -424,6 +461,26 @@ def _torch_reference(model, queries: list[str], documents: list[str]):
     return np.concatenate([q, d]).astype(np.float32)
 
 
+def _cut_end_diff(model, encoder, text: str, end_token: int) -> float:
+    """Max abs difference to PyTorch on ``text`` tokenized as transformers.js does at the limit: special
+    tokens added first, then cut, so the end token is lost."""
+    import numpy as np
+
+    limit = int(model.max_seq_length)
+    ids = model[0].tokenizer(text, truncation=False)["input_ids"]
+    if len(ids) <= limit:
+        return 0.0
+    ids = ids[:limit]
+    if ids[-1] == end_token:  # nothing was lost: not a check of the restoration
+        return 0.0
+    feed = {"input_ids": np.asarray([ids], dtype=np.int64), "attention_mask": np.ones((1, limit), np.int64)}
+    if "token_type_ids" in encoder.input_names:
+        feed["token_type_ids"] = np.zeros((1, limit), np.int64)
+    (got,) = encoder.session.run(["sentence_embedding"], feed)
+    reference = model.encode([text], convert_to_numpy=True, show_progress_bar=False)
+    return float(np.abs(got - reference).max())
+
+
 def _onnx_embeddings(encoder, queries: list[str], documents: list[str]):
     import numpy as np
 
@@ -528,6 +585,7 @@ def _remove(*paths: Path) -> None:
 def export_model(
     model_name_or_path: str | os.PathLike,
     output_dir: str | os.PathLike | None = None,
+    *,
     quantize_int8: bool = True,
     opset: int = 17,
     exporter: str = "torchscript",
@@ -539,13 +597,20 @@ def export_model(
 
     ``output_dir`` defaults to the model folder itself. When it is another folder (always for a Hub id),
     the sentence-transformers model is saved there too, so it is a complete model folder that
-    :class:`~leaf_hub.export.onnx_encoder.OnnxEncoder` and ``SentenceTransformer`` both load. ``model`` may pass
-    the already loaded model of ``model_name_or_path``.
+    :class:`~leaf_hub.export.onnx_encoder.OnnxEncoder` and ``SentenceTransformer`` both load (in the portable
+    layout of :func:`leaf_hub.leaf.make_portable`). ``model`` may pass the already loaded model of
+    ``model_name_or_path``. Needs the ``onnx`` extra, checked before anything is loaded or written.
     """
+    from leaf_hub.extras import require
+
+    require("onnx", what="exporting to ONNX")
+    if exporter not in ("torchscript", "dynamo"):
+        raise LeafHubError(f"unknown exporter {exporter!r}; use 'torchscript' or 'dynamo'")
     import numpy as np
     import torch
 
     from leaf_hub.export.onnx_encoder import OnnxEncoder
+    from leaf_hub.leaf import make_portable
     from leaf_hub.models import load_model
 
     started = time.perf_counter()
@@ -568,14 +633,17 @@ def export_model(
         model = load_model(model_name_or_path, device="cpu")
     model.eval()
     check_exportable(model)
-    if exporter not in ("torchscript", "dynamo"):
-        raise LeafHubError(f"unknown exporter {exporter!r}; use 'torchscript' or 'dynamo'")
 
     output.mkdir(parents=True, exist_ok=True)
     if output.resolve() != (source.resolve() if source.is_dir() else None):
         logger.info("saving the sentence-transformers model to %s", output)
         model.save(str(output))
+    # Older sentence-transformers load the folder too (a leaf saved by an earlier leaf-hub gets converted).
+    changed = make_portable(output, max_seq_length=model.max_seq_length)
+    if changed and output.resolve() == (source.resolve() if source.is_dir() else None):
+        logger.info("rewrote %s in the layout every sentence-transformers release loads", ", ".join(changed))
     onnx_dir = output / ONNX_SUBFOLDER
+    made_onnx_dir = not onnx_dir.is_dir()
     onnx_dir.mkdir(exist_ok=True)
     # Temporary names in the same folder: renamed only after both checks pass.
     tmp_fp32, tmp_int8 = (_temp_path(onnx_dir, name) for name in (FP32_FILE, INT8_FILE))
@@ -598,6 +666,15 @@ def export_model(
                 "not export faithfully: try --exporter dynamo or a newer torch/transformers"
             )
         logger.info("fp32 max abs difference %.2e (token states %.2e)", diff, token_diff)
+        end_token = end_token_id(model)
+        cut_diff = None
+        if end_token is not None:
+            cut_diff = _cut_end_diff(model, encoder, documents[-1], end_token)
+            if cut_diff > max_abs_diff:
+                raise LeafHubError(
+                    f"the exported graph does not restore the end token of a text cut at the limit (max abs "
+                    f"difference {cut_diff:.2e}); this is a leaf-hub bug: please report it"
+                )
 
         report = ExportReport(
             model=str(model_name_or_path),
@@ -611,6 +688,8 @@ def export_model(
             check_texts=len(queries) + len(documents),
             fp32_max_abs_diff=diff,
             fp32_token_max_abs_diff=token_diff,
+            end_token_id=end_token,
+            fp32_cut_end_max_abs_diff=cut_diff,
         )
         if quantize_int8:
             _quantize_checked(
@@ -628,6 +707,8 @@ def export_model(
         return report
     finally:
         _remove(tmp_fp32, tmp_int8)
+        if made_onnx_dir and not any(onnx_dir.iterdir()):
+            onnx_dir.rmdir()  # a failed first export leaves no empty onnx/ that looks like a start
 
 
 def onnx_cache_dir() -> Path:
@@ -699,6 +780,9 @@ def ensure_onnx(
     """
     import shutil
 
+    from leaf_hub.extras import require
+
+    require("onnx", what="running a model as its ONNX export")
     local, key = _source_key(model_name_or_path)
     if local is not None and has_whole_graph(local, quantized):
         return local
@@ -729,39 +813,3 @@ def _temp_path(folder: Path, name: str) -> Path:
 
 _publish = finish_temp
 _write_json = atomic_write_json
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="model folder (leaf, teacher, ...) or Hub id")
-    parser.add_argument(
-        "--output",
-        default=None,
-        help="folder to write (default: the model folder); the model is saved there too, with onnx/ inside",
-    )
-    parser.add_argument("--no-quantize", action="store_true", help="write only the fp32 model.onnx")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17; dynamo uses >= 18)")
-    parser.add_argument(
-        "--exporter",
-        choices=["torchscript", "dynamo"],
-        default="torchscript",
-        help="torch.onnx exporter (default torchscript: faster export, same graph quality here)",
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    report = export_model(
-        args.model,
-        output_dir=args.output,
-        quantize_int8=not args.no_quantize,
-        opset=args.opset,
-        exporter=args.exporter,
-    )
-    root = Path(args.output or args.model)
-    print(f"wrote {root / report.fp32_file}: max abs difference to PyTorch {report.fp32_max_abs_diff:.1e}")
-    if report.int8_file:
-        print(
-            f"wrote {root / report.int8_file}: mean cosine to PyTorch {report.int8_mean_cosine:.4f} "
-            f"(min {report.int8_min_cosine:.4f})"
-        )
-    print(f"inputs {report.inputs}, outputs {report.outputs}, {report.seconds:.0f} s")
-    return 0

@@ -16,7 +16,6 @@ prompt. The pair is checked after writing: loaded back, it must reproduce both m
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -172,23 +171,3 @@ def write_pair(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--leaf", required=True, help="the leaf model folder (queries)")
-    parser.add_argument(
-        "--teacher", required=True, help="the teacher it was distilled from: Hub id or folder (documents)"
-    )
-    parser.add_argument("--output", required=True, help="folder to write the asymmetric model into")
-    parser.add_argument(
-        "--force", action="store_true", help="pair even if leaf_run.json names a teacher with other weights"
-    )
-    parser.add_argument(
-        "--no-check", action="store_true", help="skip loading the written pair back to check it"
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    out = write_pair(args.leaf, args.teacher, args.output, force=args.force, verify=not args.no_check)
-    print(f"wrote {out}: encode_query -> leaf ({args.leaf}), encode_document -> teacher ({args.teacher})")
-    return 0

@@ -8,11 +8,17 @@ makes the card say what is missing instead of inventing numbers. The YAML metada
 rendered card is parsed back with ``ModelCard`` / ``DatasetCard`` before it is written, so a card the Hub
 would reject never leaves this module. Cards carry a marker comment so ``leaf-hub publish`` can tell its own
 (re-renderable) cards from hand-written ones.
+
+A card is public: it names models and datasets only by their Hub ids. A teacher or student loaded from a
+local folder is named by the Hub id given for it (``teacher_repo_id`` / ``student_repo_id``: options of
+``leaf-hub card`` and ``publish``, or recorded by distill in ``leaf_run.json``); without one the card says
+it was a local model, without its path, and ``leaf-hub publish`` refuses (:func:`local_models`). Local data
+files appear by file name only, and the model-index names a Hub dataset only for tasks the evaluation read
+from the Hub.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import re
@@ -49,13 +55,16 @@ CITATION = """@misc{vujanic2025leaf,
 # Metrics that say which kind of task a result belongs to (for the model-index).
 _RETRIEVAL = ("ndcg", "recall", "map", "mrr", "precision", "hit")
 _STS = ("spearman", "pearson")
-# Evaluation task names whose Hub dataset is known: task -> (dataset id, split, display name).
-_KNOWN_DATASETS = {
-    "stsb-dev": ("sentence-transformers/stsb", "validation", "STS Benchmark (dev)"),
-    "stsb-test": ("sentence-transformers/stsb", "test", "STS Benchmark (test)"),
-    "stsb": ("sentence-transformers/stsb", "validation", "STS Benchmark"),
-    "cisi": ("cisi", "test", "CISI"),
+# Display names of evaluation tasks (the dataset a task read comes from the report's meta, not from here).
+_TASK_NAMES = {
+    "stsb-dev": "STS Benchmark (dev)",
+    "stsb-test": "STS Benchmark (test)",
+    "stsb": "STS Benchmark",
+    "cisi": "CISI",
 }
+# Asymmetric retrieval at or above this share of the teacher's main metric is "close to the teacher's".
+CLOSE_TO_TEACHER = 0.95
+BENCH_REPORT = "bench_report.json"
 
 
 def leaf_hub_version() -> str:
@@ -85,9 +94,16 @@ def is_hub_id(value: Any) -> bool:
         return False
     if Path(value).exists():
         return False
-    return bool(re.fullmatch(r"[\w.-]+/[\w.-]+", value)) and not re.search(
-        r"\.(jsonl?|gz|csv|tsv|parquet|txt)$", value
-    )
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", value) or re.search(r"\.(jsonl?|gz|csv|tsv|parquet|txt)$", value):
+        return False
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:  # huggingface_hub's own rules (no "--" or "..", length, ...)
+        validate_repo_id(value)
+    except HFValidationError:
+        return False
+    return True
 
 
 def safetensors_parameters(folder: Path) -> int | None:
@@ -165,9 +181,24 @@ def _module_facts(folder: Path, modules: list[dict]) -> dict:
     return facts
 
 
-def model_facts(folder: str | Path, kind: str) -> dict:
-    """Everything the leaf and pair templates use, from the files in a model folder."""
+def model_facts(
+    folder: str | Path,
+    kind: str,
+    *,
+    teacher_repo_id: str | None = None,
+    student_repo_id: str | None = None,
+    bench: str | Path | None = None,
+) -> dict:
+    """Everything the leaf and pair templates use, from the files in a model folder.
+
+    ``teacher_repo_id`` / ``student_repo_id`` name a teacher or student recorded as a local folder by its
+    Hub id; ``bench`` is a ``leaf-hub bench`` report elsewhere than ``bench_report.json`` in the folder.
+    """
     folder = Path(folder)
+    if bench is not None and not Path(bench).is_file():
+        raise LeafHubError(
+            f"benchmark report {str(bench)!r} does not exist; give the JSON `leaf-hub bench` wrote"
+        )
     modules = read_json(folder / "modules.json") or []
     st_config = read_json(folder / "config_sentence_transformers.json") or {}
     # A pair written by `leaf-hub pair` carries leaf_pair.json: its leaf, teacher and the leaf's run facts.
@@ -188,7 +219,7 @@ def model_facts(folder: str | Path, kind: str) -> dict:
             if backend != "torch"
             and isinstance(report := read_json(folder / leaf_report_name(backend)), dict)
         },
-        "bench": read_json(folder / "bench_report.json"),
+        "bench": read_json(Path(bench) if bench is not None else folder / BENCH_REPORT),
         "pair_info": pair_info,
         "prompts": {k: v for k, v in (st_config.get("prompts") or {}).items() if v},
         "similarity": st_config.get("similarity_fn_name") or "cosine",
@@ -214,10 +245,44 @@ def model_facts(folder: str | Path, kind: str) -> dict:
         facts.update(_module_facts(folder, modules))
     run = facts["run"] or {}
     pair_info = facts["pair_info"] or {}
-    facts["teacher"] = pair_info.get("teacher") or run.get("teacher")
-    facts["student"] = run.get("student")
+    teacher = pair_info.get("teacher") or run.get("teacher")
+    student = run.get("student")
+    for name, value in (("teacher_repo_id", teacher_repo_id), ("student_repo_id", student_repo_id)):
+        if value is not None and not is_hub_id(value):
+            raise LeafHubError(f"{name} {value!r} is not a Hub id; give it as OWNER/NAME")
+    # What the card may name: Hub ids (given, recorded by distill, or the recorded name when it is one).
+    # A pair names the teacher it actually paired (its manifest), not the one recorded by the leaf's run.
+    recorded = pair_info.get("teacher_repo_id") if pair_info.get("teacher") else run.get("teacher_repo_id")
+    facts["teacher"] = _hub_name(teacher_repo_id, recorded, teacher)
+    facts["student"] = _hub_name(student_repo_id, run.get("student_repo_id"), student)
+    facts["local_teacher"] = None if facts["teacher"] or not teacher else str(teacher)
+    facts["local_student"] = None if facts["student"] or not student else str(student)
+    # Local paths the run recorded, named by a Hub id or not: a kept README must not show them either.
+    facts["local_paths"] = {
+        role: str(value)
+        for role, value in (("teacher", teacher), ("student", student))
+        if value and not is_hub_id(str(value))
+    }
     facts["data"] = [str(d) for d in run.get("data") or []]
+    facts["hub_data"] = [d for d in facts["data"] if is_hub_id(d)]
+    facts["local_data"] = [_file_name(d) for d in facts["data"] if not is_hub_id(d)]
     return facts
+
+
+def _hub_name(*candidates: Any) -> str | None:
+    """The first candidate that is a Hub id (a local path never reaches a card)."""
+    return next((str(c) for c in candidates if c and is_hub_id(str(c))), None)
+
+
+def _file_name(spec: str) -> str:
+    """A local data spec as the card shows it: the file's name, no folders (``texts.jsonl.gz::limit=5``)."""
+    path, sep, options = str(spec).partition("::")
+    return Path(path).name + sep + options
+
+
+def local_models(facts: dict) -> dict[str, str]:
+    """The models a card needs but can only name by a local folder: ``{"teacher": "/some/folder", ...}``."""
+    return {role: facts[f"local_{role}"] for role in ("teacher", "student") if facts.get(f"local_{role}")}
 
 
 # -- evaluation and bench tables -----------------------------------------------------------------------
@@ -347,7 +412,46 @@ def bench_tables(report: Any) -> dict:
                 "under_100ms": under,
             }
         )
-    return {"rows": rows, "summary": summary_rows, "setup": bench_setup(_meta(report))}
+    meta = _meta(report)
+    return {"rows": rows, "summary": summary_rows, "setup": bench_setup(meta), "caveat": bench_caveat(meta)}
+
+
+def bench_caveat(meta: dict) -> str | None:
+    """The warning ``leaf-hub bench`` gave when other processes kept the cores busy as it began, or None.
+
+    Its figures are then skewed (with the cores oversubscribed every threaded operator waits), so a card
+    that shows them says so, as bench said on the console.
+    """
+    busy, threads, cores = meta.get("busy_cores_before"), meta.get("threads"), meta.get("cores")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (busy, threads, cores)):
+        return None
+    if busy + threads <= cores + 0.25:
+        return None
+    return (
+        f"`leaf-hub bench` warned that the machine was busy when it measured ({busy:.1f} of {cores} cores "
+        f"used by other processes, {threads} thread{'s' if threads != 1 else ''} per model): these speed "
+        "figures are slower than on a quiet machine and the leaf/teacher ratio may be skewed"
+    )
+
+
+def asymmetric_summary(tables: dict) -> dict | None:
+    """How the asymmetric mode did on the first retrieval metric: task, metric, share of the teacher's."""
+    for row in tables.get("main", []):
+        values = row["values"]
+        if (
+            _task_type(row["metric"]) != "Retrieval"
+            or not values.get("teacher")
+            or "asymmetric" not in values
+        ):
+            continue
+        share = values["asymmetric"] / values["teacher"]
+        return {
+            "task": row["task"],
+            "metric": row["metric"],
+            "share": f"{100 * share:.1f}%",
+            "close": share >= CLOSE_TO_TEACHER,
+        }
+    return None
 
 
 def _under_budget(under: Any) -> Any:
@@ -407,16 +511,44 @@ def _task_type(metric: str) -> str | None:
     return None
 
 
+def hub_dataset(source: Any) -> tuple[str, str | None] | None:
+    """(Hub dataset id, split) of an evaluation source read from the Hub (``hf:ID[:SPLIT]``,
+    ``nanobeir:NAME``); None for local files, whose numbers must not be labelled as the Hub's split."""
+    if not isinstance(source, str):
+        return None
+    if source.startswith("hf:"):
+        dataset_id, _, split = source[3:].partition(":")
+        return (dataset_id, split or "test") if is_hub_id(dataset_id) else None
+    if source.startswith("nanobeir:"):
+        from leaf_hub.evaluation.retrieval import NANOBEIR, NANOBEIR_ID
+
+        key = source.split(":", 1)[1]
+        return (NANOBEIR_ID, f"Nano{NANOBEIR[key]}") if key in NANOBEIR else None
+    return None
+
+
 def eval_results(report: Any, model: str) -> list:
-    """``huggingface_hub.EvalResult`` entries for one model of the report (retrieval and STS metrics)."""
+    """``huggingface_hub.EvalResult`` entries for one model of the report (retrieval and STS metrics).
+
+    A task read from the Hub names that dataset and split; one read from local files is named by the task
+    alone (``dataset.type`` = the task name), as its numbers may come from a different copy or split.
+    """
     from huggingface_hub import EvalResult
 
     out = []
     tasks = _results(report).get(model)
+    sources = _meta(report).get("datasets")
+    sources = sources if isinstance(sources, dict) else {}
     for task, metrics in (tasks or {}).items() if isinstance(tasks, dict) else []:
         if task in ("alignment", "mrl_quant") or not isinstance(metrics, dict):
             continue
-        dataset_type, split, name = _KNOWN_DATASETS.get(task, (task, None, task))
+        source = (sources.get(task) or {}).get("source") if isinstance(sources.get(task), dict) else None
+        hub = hub_dataset(source)
+        display = _TASK_NAMES.get(task, task)
+        if hub is not None:
+            dataset_type, split, name = hub[0], hub[1], display
+        else:
+            dataset_type, split, name = task, None, f"{display} (local files)"
         for metric, value in metrics.items():
             task_type = _task_type(metric)
             if task_type is None or not isinstance(value, (int, float)) or isinstance(value, bool):
@@ -494,12 +626,24 @@ def _title(folder: Path, repo_id: str | None, facts: dict) -> str:
     return name
 
 
-def render_model_card(folder: str | Path, kind: str = "leaf", repo_id: str | None = None) -> str:
-    """The README.md text of a leaf or pair model folder."""
+def render_model_card(
+    folder: str | Path,
+    kind: str = "leaf",
+    repo_id: str | None = None,
+    *,
+    teacher_repo_id: str | None = None,
+    student_repo_id: str | None = None,
+    bench: str | Path | None = None,
+) -> str:
+    """The README.md text of a leaf or pair model folder (options as in :func:`model_facts`)."""
     from huggingface_hub import ModelCardData
 
+    from leaf_hub.leaf import LOADS_IN
+
     folder = Path(folder)
-    facts = model_facts(folder, kind)
+    facts = model_facts(
+        folder, kind, teacher_repo_id=teacher_repo_id, student_repo_id=student_repo_id, bench=bench
+    )
     teacher, student = facts["teacher"], facts["student"]
     title = _title(folder, repo_id, facts)
     model_id = repo_id or f"your-username/{title}"
@@ -515,8 +659,8 @@ def render_model_card(folder: str | Path, kind: str = "leaf", repo_id: str | Non
         tags.append("onnx")
     if facts["onnx"] and facts["onnx_int8"]:
         tags.append("transformers.js")
-    base_models = [m for m in ([student] + ([teacher] if kind == "pair" else [])) if is_hub_id(m)]
-    datasets = [d for d in facts["data"] if is_hub_id(d)]
+    base_models = [m for m in ([student] + ([teacher] if kind == "pair" else [])) if m]
+    datasets = facts["hub_data"]
     results = eval_results(facts["eval"], "asymmetric" if kind == "pair" else "leaf")
     extra: dict[str, Any] = {}
     if teacher:
@@ -533,20 +677,22 @@ def render_model_card(folder: str | Path, kind: str = "leaf", repo_id: str | Non
         eval_results=results or None,
         **extra,
     )
+    tables = eval_tables(facts["eval"])
     context = {
         **facts,
         "title": title,
         "model_id": model_id,
         "repo_id": repo_id,
         "params_h": _human_count(facts["parameters"]),
-        "eval_tables": eval_tables(facts["eval"]),
+        "eval_tables": tables,
+        "asymmetric": asymmetric_summary(tables),
+        # The MRL example's truncation: 256 for a large space, half of a small one.
+        "mrl_dim": 256 if (facts.get("dim") or 768) > 256 else max(1, int(facts["dim"]) // 2),
+        "loads_in": LOADS_IN,
         "served_rows": served_tables(facts["eval"], facts["served_evals"]),
         "eval_date": _meta(facts["eval"]).get("date") or _meta(facts["eval"]).get("created"),
         "bench_tables": bench_tables(facts["bench"]),
-        "teacher_is_hub": is_hub_id(teacher),
-        "student_is_hub": is_hub_id(student),
         "hub_datasets": datasets,
-        "local_data": [d for d in facts["data"] if not is_hub_id(d)],
         "citation": CITATION,
         "paper_url": PAPER_URL,
         "version": leaf_hub_version(),
@@ -675,9 +821,13 @@ def cache_facts(folder: Path) -> dict:
         "dtype",
         "rows",
     }
+    teacher = manifest.get("teacher")
     return {
         "manifest": manifest,
-        "teacher": manifest.get("teacher"),
+        # A public card names the teacher by Hub id only (a local folder's path says nothing to others).
+        "teacher": teacher
+        if is_hub_id(teacher)
+        else (f"{Path(str(teacher)).name} (a local folder)" if teacher else None),
         "fingerprint": manifest.get("teacher_fingerprint") or manifest.get("fingerprint"),
         "prompts": prompts if isinstance(prompts, dict) else ({"prompt": prompts} if prompts else {}),
         "dimension": manifest.get("dimension"),
@@ -693,8 +843,19 @@ def cache_facts(folder: Path) -> dict:
     }
 
 
-def render_card(folder: str | Path, kind: str = "auto", repo_id: str | None = None) -> str:
-    """Render the card of any folder leaf-hub publishes (``kind="auto"`` detects it from the files)."""
+def render_card(
+    folder: str | Path,
+    kind: str = "auto",
+    repo_id: str | None = None,
+    *,
+    teacher_repo_id: str | None = None,
+    student_repo_id: str | None = None,
+    bench: str | Path | None = None,
+) -> str:
+    """Render the card of any folder leaf-hub publishes (``kind="auto"`` detects it from the files).
+
+    The keyword options apply to model cards (see :func:`model_facts`).
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise LeafHubError(f"{folder} is not a folder; give a leaf, pair or dataset folder")
@@ -704,7 +865,14 @@ def render_card(folder: str | Path, kind: str = "auto", repo_id: str | None = No
             raise LeafHubError(
                 f"{folder} has no modules.json: it is not a sentence-transformers model folder"
             )
-        return render_model_card(folder, kind, repo_id)
+        return render_model_card(
+            folder,
+            kind,
+            repo_id,
+            teacher_repo_id=teacher_repo_id,
+            student_repo_id=student_repo_id,
+            bench=bench,
+        )
     if kind in DATASET_KINDS:
         return render_dataset_card(folder, kind, repo_id)
     raise LeafHubError(
@@ -735,40 +903,3 @@ def is_sentence_transformers_card(text: str) -> bool:
 
 replace_atomic = finish_temp
 write_text_atomic = atomic_write_text
-
-
-# -- CLI -----------------------------------------------------------------------------------------------
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument(
-        "--model", metavar="DIR", help="a leaf folder (OUTPUT/leaf) or an asymmetric pair folder"
-    )
-    where.add_argument(
-        "--dataset", metavar="DIR", help="a Vocabulary dataset folder or a teacher-embedding cache"
-    )
-    parser.add_argument(
-        "--kind",
-        choices=("auto", *MODEL_KINDS, *DATASET_KINDS),
-        default="auto",
-        help="what the folder holds (default: detected from its files)",
-    )
-    parser.add_argument(
-        "--repo-id", help="the Hub id the card's usage examples load (default: a placeholder)"
-    )
-    parser.add_argument("--output", help="where to write the card (default: README.md inside the folder)")
-
-
-def run(args: argparse.Namespace) -> int:
-    folder = Path(args.model or args.dataset)
-    if not folder.is_dir():
-        raise LeafHubError(f"{folder} does not exist or is not a folder; give the folder the card describes")
-    kind = detect_kind(folder) if args.kind == "auto" else args.kind
-    if args.model and kind not in MODEL_KINDS:
-        raise LeafHubError(f"--model {folder} holds a {kind} dataset; use --dataset for it")
-    if args.dataset and kind not in DATASET_KINDS:
-        raise LeafHubError(f"--dataset {folder} holds a {kind} model; use --model for it")
-    text = render_card(folder, kind, args.repo_id)
-    output = Path(args.output) if args.output else folder / "README.md"
-    write_text_atomic(output, text)
-    print(f"wrote the {kind} card to {output}")
-    return 0

@@ -13,18 +13,23 @@ a hand-written README (no marker) is uploaded as it is. ``--keep-readme`` always
 
 A Space folder (README front matter naming an ``sdk``, as ``leaf-hub space --export`` writes it) goes to a
 Space repo, created with that SDK; its README is its configuration and is always uploaded as it is.
+
+Checked before anything is sent: the repo id, with huggingface_hub's own validator (so what it would refuse
+is refused here, as the input's fault); and that the card names no model by a local path: a teacher or
+student known only as a local folder needs its Hub id (``teacher_repo_id`` / ``student_repo_id``), and a
+kept README that shows such a path is refused. Large files go up the way the Hub takes them (Git LFS:
+huggingface_hub asks the Hub which files are LFS and uploads those through its LFS batch API).
 """
 
 from __future__ import annotations
 
-import argparse
 import fnmatch
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from leaf_hub.errors import LeafHubError
+from leaf_hub.errors import ConfigError, LeafHubError
 from leaf_hub.hub.card import leaf_hub_version
 from leaf_hub.offline import hub_offline
 
@@ -75,7 +80,7 @@ class PublishPlan:
             f"created {'private' if self.private else 'public'} if missing)",
             f"commit:   {self.commit_message!r} -> {target}",
             f"content:  {self.kind} from {self.folder}",
-            f"files:    {len(self.files)}, {_human_size(self.total_size)} ({self.total_size:,} bytes)",
+            f"files:    {len(self.files)}, {human_size(self.total_size)} ({self.total_size:,} bytes)",
         ]
         width = max((len(f"{f.size:,}") for f in self.files), default=1)
         for f in self.files:
@@ -83,7 +88,7 @@ class PublishPlan:
         return "\n".join(lines)
 
 
-def _human_size(n: int) -> str:
+def human_size(n: int) -> str:
     size = float(n)
     for unit in ("B", "kB", "MB", "GB"):
         if size < 1000 or unit == "GB":
@@ -123,6 +128,47 @@ def _endpoint() -> str:
     return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
 
 
+def check_repo_id(repo_id: str) -> str:
+    """``repo_id`` when the Hub takes it as ``OWNER/NAME``, else :class:`ConfigError` saying why.
+
+    The rules are huggingface_hub's own (:func:`huggingface_hub.utils.validate_repo_id`: letters, digits,
+    ``-``, ``_``, ``.``; no ``--`` or ``..``; not starting or ending with ``-`` or ``.``; at most 96
+    characters), checked here so a bad id is the input's fault before anything is sent.
+    """
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if not isinstance(repo_id, str) or repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise ConfigError("repo_id", f"{{option}} {repo_id!r} must look like USER/NAME (or ORG/NAME)")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as exc:
+        raise ConfigError(
+            "repo_id", f"{{option}} {repo_id!r} is not a valid Hub repo id: {str(exc).splitlines()[0]}"
+        ) from None
+    return repo_id
+
+
+def _check_no_local_models(folder: Path, repo_id: str, facts: dict, readme: str | None) -> None:
+    """Refuse a public card that would name a model by a local path (see the module docstring)."""
+    from leaf_hub.hub.card import local_models
+
+    if readme is not None:
+        for role, path in facts.get("local_paths", {}).items():
+            if path in readme:
+                raise LeafHubError(
+                    f"{folder / 'README.md'} shows the {role}'s local path {path!r}, which no one else can load; "
+                    "edit it out (or let publish render the card: drop --keep-readme / delete the README)"
+                )
+        return
+    for role, path in local_models(facts).items():
+        raise ConfigError(
+            f"{role}_repo_id",
+            f"the card of {repo_id} would name the {role} only as the local folder {path!r}, which no "
+            f"one else can load; give its Hub id with {{option}} OWNER/NAME",
+        )
+
+
 def plan_publish(
     folder: str | Path,
     repo_id: str,
@@ -133,13 +179,24 @@ def plan_publish(
     commit_message: str | None = None,
     keep_readme: bool = False,
     include: list[str] | None = None,
+    *,
+    teacher_repo_id: str | None = None,
+    student_repo_id: str | None = None,
+    bench: str | Path | None = None,
 ) -> PublishPlan:
-    """Decide everything a publish uploads, without any network access."""
+    """Decide everything a publish uploads, without any network access.
+
+    ``teacher_repo_id`` / ``student_repo_id`` and ``bench`` are the card's (see
+    :func:`leaf_hub.hub.card.model_facts`); ``bench`` is also uploaded as ``bench_report.json``.
+    """
     from leaf_hub.hub.card import (
+        BENCH_REPORT,
         DATASET_KINDS,
+        MODEL_KINDS,
         detect_kind,
         is_generated_card,
         is_sentence_transformers_card,
+        model_facts,
         render_card,
     )
     from leaf_hub.space.export import read_space_config
@@ -149,8 +206,7 @@ def plan_publish(
         raise LeafHubError(
             f"{folder} is not a folder; give a leaf folder (OUTPUT/leaf), a pair or a dataset folder"
         )
-    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
-        raise LeafHubError(f"--repo-id {repo_id!r} must look like USER/NAME (or ORG/NAME)")
+    check_repo_id(repo_id)
     space = read_space_config(folder)
     if space is not None:
         return _plan_space(
@@ -174,15 +230,31 @@ def plan_publish(
     files = collect_files(folder, include)
     if not files:
         raise LeafHubError(f"{folder} has no files to publish")
+    if bench is not None:
+        if kind not in MODEL_KINDS:
+            raise ConfigError("bench", f"{{option}} applies to a leaf or a pair, not to a {kind} dataset")
+        if not Path(bench).is_file():
+            raise ConfigError(
+                "bench", f"{{option}} {str(bench)!r} does not exist; give the JSON leaf-hub bench wrote"
+            )
+        files[BENCH_REPORT] = Path(bench)
     planned = [PlannedFile(p, src, src.stat().st_size) for p, src in files.items() if p != "README.md"]
     readme = files.get("README.md")
     text = readme.read_text(encoding="utf-8", errors="replace") if readme else None
+    card_options = {"teacher_repo_id": teacher_repo_id, "student_repo_id": student_repo_id, "bench": bench}
+    render = not (keep_readme and text is not None) and (
+        text is None or is_generated_card(text) or is_sentence_transformers_card(text)
+    )
+    if kind in MODEL_KINDS:
+        facts = model_facts(folder, kind, **card_options)
+        _check_no_local_models(folder, repo_id, facts, None if render else text)
     if keep_readme and text is not None:
         planned.append(PlannedFile("README.md", readme, readme.stat().st_size, "the folder's own"))
-    elif text is not None and not (is_generated_card(text) or is_sentence_transformers_card(text)):
+    elif not render:
         planned.append(PlannedFile("README.md", readme, readme.stat().st_size, "hand-written, kept"))
     else:
-        content = render_card(folder, kind, repo_id).encode("utf-8")
+        options = card_options if kind in MODEL_KINDS else {}
+        content = render_card(folder, kind, repo_id, **options).encode("utf-8")
         why = "the folder has none" if text is None else "replaces the folder's generated card"
         planned.append(PlannedFile("README.md", content, len(content), f"rendered by leaf-hub card: {why}"))
     planned.sort(key=lambda f: f.path_in_repo)
@@ -253,9 +325,10 @@ class PublishResult:
 def publish(plan: PublishPlan, token: str | None = None) -> PublishResult:
     """Create the repo if needed and make the plan's one commit. Errors become LeafHubError."""
     from huggingface_hub import CommitOperationAdd, HfApi
-    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled
     from huggingface_hub.utils import get_token
 
+    check_repo_id(plan.repo_id)
     token = token or get_token()
     if not token:
         raise LeafHubError(f"no Hugging Face token found to publish {plan.repo_id}; {TOKEN_HELP}")
@@ -315,7 +388,9 @@ def publish(plan: PublishPlan, token: str | None = None) -> PublishResult:
             ) from exc
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise LeafHubError(f"the Hub refused {step} for {plan.repo_id}: {first}") from exc
-    except ValueError as exc:  # e.g. the Hub's metadata validation of README.md
+    except HFValidationError as exc:  # huggingface_hub's own checks, before anything is sent
+        raise LeafHubError(f"invalid input while {step} (checked before sending): {exc}") from exc
+    except ValueError as exc:  # the Hub's metadata validation of README.md (validate-yaml answered 400)
         raise LeafHubError(f"the Hub refused {step} for {plan.repo_id}: {exc}") from exc
     unchanged = sum(
         1 for op in operations if getattr(op, "_remote_oid", None) and op._remote_oid == op._local_oid
@@ -347,69 +422,8 @@ def _network_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-# -- CLI -----------------------------------------------------------------------------------------------
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "path",
-        metavar="PATH",
-        help="a leaf folder (OUTPUT/leaf), a pair, a dataset folder, or a Space folder (leaf-hub space --export)",
-    )
-    parser.add_argument("--repo-id", required=True, help="USER/NAME or ORG/NAME on the Hub")
-    parser.add_argument(
-        "--repo-type",
-        choices=("auto", "model", "dataset", "space"),
-        default="auto",
-        help="default: space for a Space folder, dataset for the Vocabulary or a teacher cache, model otherwise",
-    )
-    parser.add_argument("--private", action="store_true", help="create the repo private (if it is created)")
-    parser.add_argument(
-        "--revision", metavar="BRANCH", help="commit to this branch (created from main if missing)"
-    )
-    parser.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
-    parser.add_argument("--dry-run", action="store_true", help="print the files and the commit; send nothing")
-    parser.add_argument("--token", help="Hub token with write access (default: HF_TOKEN or `hf auth login`)")
-    parser.add_argument("--commit-message", help="default: 'Upload <kind> with leaf-hub <version>'")
-    parser.add_argument(
-        "--include", action="append", metavar="PATH", help="also upload this file or folder (e.g. eval plots)"
-    )
-    parser.add_argument("--keep-readme", action="store_true", help="upload the folder's README.md as it is")
-
-
 def quiet_http_logs() -> None:
     """One INFO line per HTTP request drowns the stage's own messages; keep them for --verbose."""
     if not logging.getLogger().isEnabledFor(logging.DEBUG):
         for name in ("httpx", "httpx2", "httpcore"):
             logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def run(args: argparse.Namespace) -> int:
-    quiet_http_logs()
-    plan = plan_publish(
-        args.path,
-        args.repo_id,
-        repo_type=args.repo_type,
-        private=args.private,
-        revision=args.revision,
-        create_pr=args.create_pr,
-        commit_message=args.commit_message,
-        keep_readme=args.keep_readme,
-        include=args.include,
-    )
-    if args.dry_run:
-        print("leaf-hub publish --dry-run: nothing is sent; this publish would make one commit:")
-        print(plan.describe())
-        return 0
-    logger.info("publishing %d files (%s) to %s", len(plan.files), _human_size(plan.total_size), plan.repo_id)
-    result = publish(plan, token=args.token)
-    if result.changed == 0:
-        print(
-            f"{plan.repo_id} is up to date: all {result.unchanged} files are already there ({result.commit_url})"
-        )
-    elif result.pr_url:
-        print(f"opened {result.pr_url} with {result.changed} changed files ({result.unchanged} unchanged)")
-    else:
-        print(
-            f"published {result.changed} changed files ({result.unchanged} unchanged) to {plan.repo_id}: "
-            f"{result.commit_url}"
-        )
-    return 0

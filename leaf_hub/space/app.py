@@ -11,8 +11,6 @@ messages. Besides the UI, the app serves ``/compare`` (query, documents one per 
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import os
 from pathlib import Path
@@ -23,9 +21,16 @@ from leaf_hub.errors import LeafHubError
 logger = logging.getLogger(__name__)
 
 DEFAULT_TEACHER = "sentence-transformers/all-mpnet-base-v2"
-# Requests run two at a time (the models are shared and read-only); the rest wait in the queue.
+# Serving on the Hub's free CPU tier (2 vCPU), measured by bench/space_load.py (bench/results/space_load.md):
+# two requests at a time, each on one PyTorch thread (cores // CONCURRENCY_LIMIT, see serving_threads),
+# served 4.7-4.9 short requests/s against 3.9 for two requests on two threads each and 3.3-3.6 for one at a
+# time; 20 visitors x 3 requests p95 4.6 s (5.6 s, 6.3 s); and a request of the largest allowed input no
+# longer stalls the short ones behind it (their p95 2.2 s beside it, against 10.1 s one at a time). The queue
+# holds QUEUE_MAX_SIZE waiting requests, about 4 s of short work at that rate; a visitor beyond it is told
+# the queue is full at once: with 40 visitors x 3 requests, the served ones' p95 was 7.7 s (54 of 120 turned
+# away) against 10.1 s for a queue of 64 (bench/results/space_load_queue.md).
 CONCURRENCY_LIMIT = 2
-QUEUE_MAX_SIZE = 64
+QUEUE_MAX_SIZE = 20
 CSS = """
 #score-table td, #pair-table td { font-variant-numeric: tabular-nums; }
 footer { visibility: hidden; }
@@ -33,13 +38,17 @@ footer { visibility: hidden; }
 
 
 def _load(model_or_name, name: str | None, role: str) -> tuple[Any, str]:
-    """A loaded model and its display name, from a model object or a Hub id / folder."""
+    """A loaded model and its display name, from a model object or a Hub id / folder.
+
+    The page names a model by its Hub id or its folder's name: a local path says nothing to a visitor.
+    """
     from leaf_hub.models import load_model, model_id
+    from leaf_hub.space.compare import display_name
 
     if isinstance(model_or_name, (str, os.PathLike)):
-        return load_model(model_or_name), name or str(model_or_name)
+        return load_model(model_or_name), name or display_name(str(model_or_name))
     found = model_id(model_or_name)
-    return model_or_name, name or (found if found != "unknown" else f"{role} (in memory)")
+    return model_or_name, name or (display_name(found) if found != "unknown" else f"{role} (in memory)")
 
 
 def _slider_step(dim: int) -> int:
@@ -53,11 +62,15 @@ def build_app(
     *,
     leaf_name: str | None = None,
     teacher_name: str | None = None,
+    concurrency_limit: int | None = None,
+    max_queue: int | None = None,
 ):
     """Build the Space: load both models once and return the ``gr.Blocks`` (not launched, queue set).
 
     ``leaf`` and ``teacher`` are Hub ids, folders or loaded SentenceTransformers (then ``*_name`` names
     them on the page). Report files come from ``report_dir``, else the leaf's folder or Hub repo.
+    ``concurrency_limit`` (requests computed at once) and ``max_queue`` (requests waiting beyond those, the
+    rest are turned away) default to :data:`CONCURRENCY_LIMIT` and :data:`QUEUE_MAX_SIZE`.
     """
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
@@ -76,6 +89,8 @@ def build_app(
     mrl_headers, mrl_data = C.mrl_rows(reports.get("eval_report.json"))
     logger.info("calibrating int8 buckets on the example texts")
     calibration = C.calibration_embeddings(teacher_model)
+    warm = C.warm_up(teacher_model, leaf_model)
+    logger.info("warmed up: teacher %.0f ms, leaf %.0f ms", 1000 * warm["teacher"], 1000 * warm["leaf"])
     step = _slider_step(full_dim)
 
     def as_gr_error(exc: LeafHubError) -> gr.Error:
@@ -177,6 +192,7 @@ def build_app(
                     elem_id="score-table",
                     column_widths=["5%", "35%", "10%", "10%", "10%", "10%", "10%", "10%"],
                 )
+                gr.Markdown(C.ASYMMETRIC_NOTE, elem_id="asymmetric-note")
                 agreement = gr.Markdown(elem_id="agreement")
                 embedded_state = gr.State(None)
             with gr.Tab("Sentence pair", id="pair"):
@@ -224,89 +240,27 @@ def build_app(
         )
         gr.api(compare_api, api_name="compare")
 
-    demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_MAX_SIZE)
+    demo.queue(
+        default_concurrency_limit=concurrency_limit or CONCURRENCY_LIMIT,
+        max_size=QUEUE_MAX_SIZE if max_queue is None else max_queue,
+    )
     return demo
+
+
+def serving_threads(concurrency_limit: int | None = None) -> int:
+    """Give PyTorch ``cores // concurrency_limit`` intra-op threads (at least 1) for serving; returns it.
+
+    Requests computed side by side each with every core's worth of threads oversubscribe the CPU (each
+    operator waits for threads the other request holds): one thread each served 25% more requests on 2
+    vCPU (see :data:`CONCURRENCY_LIMIT`). Call it in the serving process only, before launching.
+    """
+    import torch
+
+    threads = max(1, (os.cpu_count() or 1) // (concurrency_limit or CONCURRENCY_LIMIT))
+    torch.set_num_threads(threads)
+    return threads
 
 
 def launch_kwargs() -> dict[str, Any]:
     """Arguments of ``demo.launch`` that gradio 6 takes there instead of in ``gr.Blocks``."""
     return {"css": CSS}
-
-
-def _teacher_from_run(leaf: str) -> str | None:
-    run = Path(leaf).expanduser() / "leaf_run.json"
-    if not run.is_file():
-        return None
-    try:
-        return json.loads(run.read_text(encoding="utf-8")).get("teacher")
-    except (OSError, ValueError):
-        return None
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--leaf", required=True, help="leaf model: a local folder or a Hub id")
-    parser.add_argument(
-        "--teacher",
-        help="its teacher: a Hub id or folder (default: the teacher recorded in the leaf's leaf_run.json)",
-    )
-    parser.add_argument(
-        "--report-dir",
-        help="folder with eval_report.json / bench_report.json (default: the leaf folder or its Hub repo)",
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: all)")
-    parser.add_argument("--port", type=int, default=7860, help="port to listen on (default 7860)")
-    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
-    export = parser.add_argument_group("export a Space folder instead of running the app")
-    export.add_argument(
-        "--export",
-        metavar="DIR",
-        help="write a self-contained Hugging Face Space to DIR (app.py, README.md, requirements.txt, leaf_hub/); "
-        "publish it with `leaf-hub publish DIR --repo-id USER/SPACE`",
-    )
-    export.add_argument(
-        "--leaf-repo-id",
-        metavar="USER/NAME",
-        help="with --export and a local --leaf folder: the Hub repo the leaf is (or will be) published to",
-    )
-    export.add_argument("--title", help="with --export: the Space's title (default: Leaf vs Teacher)")
-
-
-def _export(args: argparse.Namespace, teacher: str) -> int:
-    """``--export DIR``: write the Space folder instead of serving the app, and say how to publish it."""
-    from leaf_hub.space.export import export_space
-
-    if args.report_dir:
-        raise LeafHubError(
-            "--report-dir does not apply to --export: the Space reads reports from the leaf's repo"
-        )
-    done = export_space(args.export, args.leaf, teacher, leaf_repo_id=args.leaf_repo_id, title=args.title)
-    print(f"wrote a Space for {done.leaf_id} (teacher {done.teacher_id}) to {done.folder}:")
-    for name in done.files:
-        print(f"  {name}")
-    if Path(args.leaf).expanduser().exists():
-        print(f"publish the leaf first: leaf-hub publish {args.leaf} --repo-id {done.leaf_id}")
-    print(f"then the Space: leaf-hub publish {done.folder} --repo-id USER/SPACE")
-    print(f"(try it here first: cd {done.folder} && python app.py)")
-    return 0
-
-
-def run(args: argparse.Namespace) -> int:
-    teacher = args.teacher or _teacher_from_run(args.leaf)
-    if not teacher:
-        raise LeafHubError(
-            f"no teacher given and {args.leaf!r} has no leaf_run.json naming one; pass --teacher ID"
-        )
-    if args.export:
-        return _export(args, teacher)
-    if args.leaf_repo_id or args.title:
-        raise LeafHubError("--leaf-repo-id and --title only apply with --export DIR")
-    if args.report_dir and not Path(args.report_dir).is_dir():
-        raise LeafHubError(f"--report-dir {args.report_dir!r} is not a folder")
-    if not 0 < args.port < 65536:
-        raise LeafHubError(f"--port {args.port} is not a port number; use 1-65535")
-    demo = build_app(args.leaf, teacher, args.report_dir)
-    try:
-        demo.launch(server_name=args.host, server_port=args.port, share=args.share, **launch_kwargs())
-    except OSError as exc:
-        raise LeafHubError(f"cannot listen on {args.host}:{args.port} ({exc}); pick another --port") from exc
-    return 0
