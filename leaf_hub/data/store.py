@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from leaf_hub.data.specs import KINDS, Kind, Source, parse_specs
+from leaf_hub.data.specs import KINDS, Kind, Source, needs_student_tokenizer, parse_specs
 from leaf_hub.errors import LeafHubError
 from leaf_hub.files import atomic_write_json, atomic_write_path
 
@@ -270,12 +270,12 @@ class TextStore:
             TextRecord(t, KINDS[k], self.sources[s]) for t, k, s in zip(texts, kinds, sources, strict=True)
         ]
 
-    def batches(self, size: int = 8192) -> Iterator[tuple[int, list[str], list[Kind]]]:
-        """(first row, texts, kinds) of consecutive rows, read sequentially (bounded memory)."""
+    def batches(self, size: int = 8192, start: int = 0) -> Iterator[tuple[int, list[str], list[Kind]]]:
+        """(first row, texts, kinds) of consecutive rows from ``start``, read sequentially (bounded memory)."""
         kinds = self.kinds()
-        for start in range(0, len(self), size):
-            rows = np.arange(start, min(start + size, len(self)))
-            yield start, self.texts(rows), [KINDS[k] for k in kinds[rows].tolist()]
+        for first in range(start, len(self), size):
+            rows = np.arange(first, min(first + size, len(self)))
+            yield first, self.texts(rows), [KINDS[k] for k in kinds[rows].tolist()]
             self.release()
 
     def counts(self) -> dict[str, int]:
@@ -392,9 +392,7 @@ def ingest(
         raise LeafHubError(f"max_texts={max_texts} must be a positive number of texts")
     sources = parse_specs(specs)
     require_hub(sources)
-    if student_tokenizer is None and any(
-        s.type == "bert-tokens" and "tokenizer" not in s.options for s in sources
-    ):
+    if student_tokenizer is None and needs_student_tokenizer(sources):
         raise LeafHubError(
             "the bert-tokens data set needs the student's tokenizer, and none was given; pass the student "
             "(or use bert-tokens::tokenizer=NAME_OR_FOLDER)"
