@@ -435,6 +435,8 @@ def _locate(f, info: zipfile.ZipInfo) -> tuple[int, np.dtype, tuple[int, ...], b
     if len(header) < 30 or header[:4] != b"PK\x03\x04":
         raise zipfile.BadZipFile(f"{info.filename}: bad local header")
     name_len, extra_len = struct.unpack("<HH", header[26:30])
+    if f.read(name_len) != info.filename.encode():
+        raise zipfile.BadZipFile(f"{info.filename}: its local header names another file")
     f.seek(info.header_offset + 30 + name_len + extra_len)
     major, _ = np.lib.format.read_magic(f)
     read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
