@@ -43,7 +43,7 @@ def require_hub(sources: list[Source]) -> None:
     )
 
 
-def read_hf(source: Source, seed: int, batch_rows: int = BATCH_ROWS) -> Iterator[Batch]:
+def read_hf(source: Source, seed: int, batch_rows: int | None = None) -> Iterator[Batch]:
     """(texts, kinds) batches of ``limit`` shuffled rows of a dataset (``limit=all``: every row)."""
     opts = source.options
     dataset = source.target
@@ -99,7 +99,7 @@ def read_hf(source: Source, seed: int, batch_rows: int = BATCH_ROWS) -> Iterator
         ds = ds.shuffle(seed=seed, buffer_size=buffer)
         if limit is not None:
             ds = ds.take(limit)
-        batches = ds.iter(batch_size=batch_rows)
+        batches = ds.iter(batch_size=batch_rows or BATCH_ROWS)
     except LeafHubError:
         raise
     except (

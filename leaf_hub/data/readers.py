@@ -118,11 +118,12 @@ def _gzip_error(path: Path, exc: BaseException) -> LeafHubError:
     return LeafHubError(f"data file {path} is not a complete gzip file ({exc}); re-create or re-download it")
 
 
-def read_file(source: Source, batch_rows: int = BATCH_ROWS) -> Iterator[Batch]:
+def read_file(source: Source, batch_rows: int | None = None) -> Iterator[Batch]:
     """(texts, kinds) batches of a local file, in file order; raises one-line LeafHubErrors on bad input."""
     path = Path(source.target)
     if not path.is_file():
         raise LeafHubError(f"data file {str(path)!r} does not exist; check the path")
+    batch_rows = batch_rows or BATCH_ROWS
     if source.fmt == "txt":
         yield from _read_text(path, source, batch_rows)
     elif source.fmt in ("jsonl", "json"):

@@ -199,7 +199,8 @@ class TextStore:
         )
         self.selection = np.load(self.folder / "selection.npy") if m.get("selection") else None
         self._maps: list[mmap.mmap] = []
-        self._table = None
+        self._parts: list | None = None
+        self._starts = np.zeros(1, dtype=np.int64)
         self._kinds: np.ndarray | None = None
 
     # -- reading -----------------------------------------------------------------------------------
@@ -214,19 +215,19 @@ class TextStore:
         return rows if self.selection is None else self.selection[rows]
 
     @property
-    def table(self):
-        """All stored rows as one zero-copy pyarrow Table over memory-mapped parts."""
-        if self._table is None:
+    def parts(self) -> list:
+        """One zero-copy pyarrow Table per part, over its memory map."""
+        if self._parts is None:
             import pyarrow as pa
 
-            tables = []
+            self._parts = []
             for k, _ in enumerate(self.manifest["parts"]):
                 with open(self.folder / f"part-{k:05d}.arrow", "rb") as f:
                     mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
                 self._maps.append(mm)
-                tables.append(pa.ipc.open_stream(pa.py_buffer(mm)).read_all())
-            self._table = pa.concat_tables(tables) if tables else None
-        return self._table
+                self._parts.append(pa.ipc.open_stream(pa.py_buffer(mm)).read_all())
+            self._starts = np.concatenate([[0], np.cumsum(self.manifest["parts"])]).astype(np.int64)
+        return self._parts
 
     def release(self) -> None:
         """Drop the mapped pages this process holds (they are re-read from disk when needed again)."""
@@ -234,21 +235,37 @@ class TextStore:
             if hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
                 mm.madvise(mmap.MADV_DONTNEED)
 
+    def _take(self, column: str, rows: np.ndarray) -> list:
+        """``column`` of stored ``rows``, part by part (Arrow's take on a chunked column copies it whole)."""
+        parts = self.parts
+        which = np.searchsorted(self._starts, rows, side="right") - 1
+        out = np.empty(len(rows), dtype=object)
+        for k in np.unique(which).tolist():
+            sel = np.flatnonzero(which == k)
+            local = rows[sel] - self._starts[k]
+            if len(sel) > 1 and np.all(np.diff(local) == 1):
+                values = parts[k].column(column).slice(int(local[0]), len(sel))
+            else:
+                values = parts[k].column(column).take(local)
+            out[sel] = values.to_pylist()
+        return out.tolist()
+
     def texts(self, rows: Sequence[int] | np.ndarray) -> list[str]:
         rows = self._store_rows(rows)
-        if not len(rows):
-            return []
-        return self.table.column("text").take(rows).to_pylist()
+        return self._take("text", rows) if len(rows) else []
 
     def kinds(self) -> np.ndarray:
         """Every row's kind as uint8 (0 query, 1 document), in row order."""
         if self._kinds is None:
-            if self.table is None:
-                self._kinds = np.zeros(0, dtype=np.uint8)
-            else:
-                all_kinds = self.table.column("kind").to_numpy().astype(np.uint8)
-                self._kinds = all_kinds if self.selection is None else all_kinds[self.selection]
+            all_kinds = self._column_array("kind", np.uint8)
+            self._kinds = all_kinds if self.selection is None else all_kinds[self.selection]
         return self._kinds
+
+    def _column_array(self, column: str, dtype) -> np.ndarray:
+        """A numeric column of every stored row as one numpy array."""
+        if not self.parts:
+            return np.zeros(0, dtype=dtype)
+        return np.concatenate([p.column(column).to_numpy().astype(dtype) for p in self.parts])
 
     def kind_names(self, rows: Sequence[int] | np.ndarray) -> list[Kind]:
         kinds = self.kinds()[np.asarray(rows, dtype=np.int64)]
@@ -262,10 +279,8 @@ class TextStore:
         rows = np.arange(len(self)) if rows is None else np.asarray(rows, dtype=np.int64)
         if not len(rows):
             return []
-        table = self.table.take(self._store_rows(rows))
-        texts = table.column("text").to_pylist()
-        kinds = table.column("kind").to_pylist()
-        sources = table.column("source").to_pylist()
+        stored = self._store_rows(rows)
+        texts, kinds, sources = (self._take(c, stored) for c in ("text", "kind", "source"))
         return [
             TextRecord(t, KINDS[k], self.sources[s]) for t, k, s in zip(texts, kinds, sources, strict=True)
         ]
@@ -291,7 +306,7 @@ class TextStore:
         return summary(len(self), self.counts(), self.stats, self.totals())
 
     def close(self) -> None:
-        self._table = None
+        self._parts = None
         for mm in self._maps:
             with contextlib.suppress(BufferError):  # Arrow data from it is still held; it closes with that
                 mm.close()
@@ -313,9 +328,9 @@ def summary(rows: int, counts: dict[str, int], stats: dict, totals: dict[str, in
 
 def iter_source(source: Source, student_tokenizer: Any, seed: int) -> Iterator[tuple[list[Any], list[Kind]]]:
     """(texts, kinds) batches of one source, ``limit`` applied."""
-    from leaf_hub.data import generated
+    from leaf_hub.data import generated, readers
     from leaf_hub.data.hub import read_hf
-    from leaf_hub.data.readers import BATCH_ROWS, read_file, read_lines
+    from leaf_hub.data.readers import read_file, read_lines
 
     if source.type == "file":
         left = source.limit
@@ -337,8 +352,8 @@ def iter_source(source: Source, student_tokenizer: Any, seed: int) -> Iterator[t
                 items = [items[i] for i in keep]
         else:
             items = generated.generated_items(source.type, source.options, student_tokenizer, seed)
-        for start in range(0, len(items), BATCH_ROWS):
-            chunk = items[start : start + BATCH_ROWS]
+        for start in range(0, len(items), readers.BATCH_ROWS):
+            chunk = items[start : start + readers.BATCH_ROWS]
             yield [t for t, _ in chunk], [k for _, k in chunk]
 
 
@@ -451,7 +466,7 @@ class _Ingest:
         digests = self.folder / "digests.bin"
         with open(digests, "ab") as f:
             f.truncate(self.progress["rows"] * DIGEST_BYTES)
-        self.table = DigestTable(self.folder / "seen.table")
+        self.seen = DigestTable(self.folder / "seen.table")
         if self.progress["rows"]:
             logger.info(
                 "text store %s: resuming after %d committed rows (source %d of %d)",
@@ -462,7 +477,7 @@ class _Ingest:
             )
             stored = np.memmap(digests, dtype=np.uint8, mode="r", shape=(self.progress["rows"], DIGEST_BYTES))
             for start in range(0, len(stored), 1 << 20):
-                self.table.insert(DigestTable.keys(np.asarray(stored[start : start + 1 << 20])))
+                self.seen.insert(DigestTable.keys(np.asarray(stored[start : start + 1 << 20])))
             del stored
 
     def _commit(self, source_index: int, read: int) -> None:
@@ -553,8 +568,8 @@ class _Ingest:
         keys = DigestTable.keys(digests)
         _, first = np.unique(keys.view(np.dtype((np.void, DIGEST_BYTES))).ravel(), return_index=True)
         first.sort()  # the first occurrence of each text in this batch, in reading order
-        new = first[~self.table.find(keys[first])]
-        self.table.insert(keys[new])
+        new = first[~self.seen.find(keys[first])]
+        self.seen.insert(keys[new])
         counts["kept"] += len(new)
         counts["dropped_duplicate"] += len(texts) - len(new)
         if len(new):
@@ -564,7 +579,7 @@ class _Ingest:
             self.pending_bytes += sum(len(t) for t in kept)
 
     def _finish(self) -> None:
-        self.table.close()
+        self.seen.close()
         progress = self.progress
         stats, stored = progress["stats"], progress["rows"]
         labels = [s.label for s in self.sources]
@@ -588,7 +603,7 @@ class _Ingest:
             )
             dropped = np.ones(stored, dtype=bool)
             dropped[keep] = False
-            sources = store.table.column("source").to_numpy()
+            sources = store._column_array("source", np.int64)
             per_source = np.bincount(sources[dropped], minlength=len(labels))
             for label, n in zip(labels, per_source.tolist(), strict=True):
                 stats[label]["kept"] -= n
@@ -614,4 +629,5 @@ class _PartialStore(TextStore):
         self.stats, self.sources, self.texts_sha256 = manifest["stats"], manifest["sources"], ""
         self._digests = None  # not read by the finishing passes
         self.selection = np.load(folder / "selection.npy") if manifest.get("selection") else None
-        self._maps, self._table, self._kinds = [], None, None
+        self._maps, self._parts, self._kinds = [], None, None
+        self._starts = np.zeros(1, dtype=np.int64)

@@ -235,6 +235,7 @@ def build_tokens(
     special, vocab = _informative_ids(tokenizer)
     dtype = np.dtype(np.uint16 if vocab <= 1 << 16 else np.uint32)
     backend = _truncating_backend(tokenizer, max_length)
+    added = backend.num_special_tokens_to_add(is_pair=False)
     # Tokens of each kind's prompt alone that carry meaning: a text adding none beyond them is unreadable.
     baseline = {}
     for kind in KINDS:
@@ -252,8 +253,10 @@ def build_tokens(
         lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
         flat = np.fromiter(itertools.chain.from_iterable(lists), dtype=dtype, count=int(lengths.sum()))
         truncated = np.fromiter((bool(e.overflowing) for e in encodings), dtype=bool, count=len(lists))
-        full = lengths + np.fromiter(
-            (sum(len(o.ids) for o in e.overflowing) for e in encodings), dtype=np.int64, count=len(lists)
+        full = lengths + np.fromiter(  # each overflowing piece carries its own special tokens
+            (sum(len(o.ids) - added for o in e.overflowing) for e in encodings),
+            dtype=np.int64,
+            count=len(lists),
         )
         meaningful = np.concatenate([[0], np.cumsum(~np.isin(flat, special))])
         ends = np.cumsum(lengths)

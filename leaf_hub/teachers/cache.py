@@ -368,6 +368,7 @@ class TeacherCache:
             k = len(shards)
             shard_of[index] = k
             offset_in[index] = np.arange(len(index), dtype=np.int32)
+            shard.index = shard.digest = None  # in shard_of / offset_in now; memory stays flat
             shards.append(shard)
         missing = int((shard_of < 0).sum())
         if missing and require_complete:
@@ -398,26 +399,29 @@ class _Shard:
         if "index" not in self.members or "embedding" not in self.members:
             raise LeafHubError(f"teacher cache shard {path} is damaged (no index or embedding); {fix}")
         self.index = np.asarray(self._array("index"), dtype=np.int64)
-        self.digest = self._array("digest") if "digest" in self.members else None
+        self.digest = self._array("digest") if "digest" in self.members else None  # dropped once checked
         self.meta = json.loads(str(self._array("meta")[()])) if "meta" in self.members else None
         _, _, shape, _ = self.members["embedding"]
         self.shape = shape
         self._embedding: np.ndarray | None = None
 
     def _array(self, name: str) -> np.ndarray:
+        """A small member read into memory (a map per array would run into the kernel's limit on maps)."""
         offset, dtype, shape, _ = self.members[name]
-        if int(np.prod(shape)) == 0:
-            return np.zeros(shape, dtype=dtype)
-        if dtype.kind == "U":
-            with open(self.path, "rb") as f:
-                f.seek(offset)
-                return np.frombuffer(f.read(dtype.itemsize * int(np.prod(shape))), dtype=dtype).reshape(shape)
-        return np.memmap(self.path, dtype=dtype, mode="r", offset=offset, shape=shape)
+        count = int(np.prod(shape))
+        with open(self.path, "rb") as f:
+            f.seek(offset)
+            return np.frombuffer(f.read(dtype.itemsize * count), dtype=dtype).reshape(shape)
 
     @property
     def embedding(self) -> np.ndarray:
+        """The vectors, memory-mapped on first use (one map per shard)."""
         if self._embedding is None:
-            self._embedding = self._array("embedding")
+            offset, dtype, shape, _ = self.members["embedding"]
+            if int(np.prod(shape)) == 0:
+                self._embedding = np.zeros(shape, dtype=dtype)
+            else:
+                self._embedding = np.memmap(self.path, dtype=dtype, mode="r", offset=offset, shape=shape)
         return self._embedding
 
     def release(self) -> None:
@@ -500,8 +504,11 @@ class CachedTargets:
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         out = np.empty(self.shape, dtype=np.float32)
-        for shard in self.shards:
-            out[shard.index] = shard.embedding
+        order = np.argsort(self.shard_of, kind="stable")
+        bounds = np.searchsorted(self.shard_of[order], np.arange(len(self.shards) + 1))
+        for k, shard in enumerate(self.shards):
+            rows = order[bounds[k] : bounds[k + 1]]
+            out[rows] = shard.embedding[self.offset_in[rows]]
             shard.release()
         return out if dtype is None else out.astype(dtype)
 
