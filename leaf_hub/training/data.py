@@ -36,9 +36,9 @@ def collate(input_ids: Sequence[Sequence[int]], pad_id: int) -> dict[str, torch.
 class FlatIds:
     """Token ids of many rows back to back: row ``i`` is ``ids[offsets[i]:offsets[i + 1]]``."""
 
-    def __init__(self, ids: np.ndarray, offsets: np.ndarray):
+    def __init__(self, ids: np.ndarray, offsets: np.ndarray, lengths: np.ndarray | None = None):
         self.ids, self.offsets = ids, offsets
-        self.lengths = np.diff(np.asarray(offsets)).astype(np.int64)
+        self.lengths = np.diff(np.asarray(offsets)).astype(np.int32) if lengths is None else lengths
 
     @classmethod
     def from_lists(cls, rows: Sequence[Sequence[int]]) -> FlatIds:
@@ -77,7 +77,7 @@ class TrainData:
         if isinstance(input_ids, FlatIds):
             self.input_ids = input_ids
         elif hasattr(input_ids, "ids") and hasattr(input_ids, "offsets"):  # a TokenStore
-            self.input_ids = FlatIds(input_ids.ids, input_ids.offsets)
+            self.input_ids = FlatIds(input_ids.ids, input_ids.offsets, input_ids.lengths)
         else:
             self.input_ids = FlatIds.from_lists(input_ids)
         if len(targets) != len(self.input_ids):
