@@ -476,8 +476,9 @@ class _Ingest:
                 len(self.sources),
             )
             stored = np.memmap(digests, dtype=np.uint8, mode="r", shape=(self.progress["rows"], DIGEST_BYTES))
-            for start in range(0, len(stored), 1 << 20):
-                self.seen.insert(DigestTable.keys(np.asarray(stored[start : start + 1 << 20])))
+            step = 1 << 20
+            for start in range(0, len(stored), step):
+                self.seen.insert(DigestTable.keys(np.asarray(stored[start : start + step])))
             del stored
 
     def _commit(self, source_index: int, read: int) -> None:
