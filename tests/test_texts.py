@@ -457,3 +457,41 @@ def test_broken_json_gzip_and_parquet(tmp_path):
     pq.write_table(pa.table({"text": [1, 2]}), ints)
     with pytest.raises(LeafHubError, match="holds int64, not text"):
         load_texts([str(ints)])
+
+
+def test_paper_size_preset(monkeypatch):
+    """preset:leaf-paper-full has the paper's row counts; preset:leaf-paper stays the smaller default."""
+    from leaf_hub.data.specs import LEAF_PAPER_FULL_MIX, parse_spec
+
+    table = describe_preset("leaf-paper-full")
+    assert "3,000,000" in table and "stanford-oval/ccnews" in table
+    years = [s.config for s in LEAF_PAPER_FULL_MIX if s.name.startswith("CC-News")]
+    assert years == [str(y) for y in range(2016, 2025)]
+    assert all(
+        s.limit == 100_000 and s.where == "language:en" for s in LEAF_PAPER_FULL_MIX if s.config in years
+    )
+    queries = [s for s in LEAF_PAPER_FULL_MIX if s.kind == "query"]
+    assert {s.name for s in queries} == {"Amazon QA", "LoTTE", "MS MARCO", "PubMedQA", "TriviaQA"}
+    assert all(s.limit is None for s in queries)  # the full query sets
+    sources = parse_spec("preset:leaf-paper-full")
+    assert [s.title for s in sources][-2:] == ["BERT tokens", "Vocabulary"]
+    assert all(s.options["limit"] == "all" for s in sources if s.title in {q.name for q in queries})
+    assert sum(s.limit or 0 for s in LEAF_PAPER_MIX) < 1_000_000  # the default stays small
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(LeafHubError) as err:
+        load_texts(["preset:leaf-paper-full"])
+    assert "CC-News 2024 (hf:stanford-oval/ccnews)" in str(err.value) and "\n" not in str(err.value)
+    for bad, expected in (("hf:x/y::limit=none", "or all"), ("hf:x/y::where=language", "COLUMN:VALUE")):
+        with pytest.raises(LeafHubError, match=expected):
+            load_texts([bad])
+
+
+def test_hf_where_and_limit_all(tmp_path):
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    rows = [{"text": f"text {i}", "language": "en" if i % 3 else "de"} for i in range(90)]
+    write_jsonl(folder / "train.jsonl", rows)
+    ts = load_texts([f"hf:{folder}::where=language:en,limit=all"])
+    assert len(ts) == 60 and all(int(t.split()[1]) % 3 for t in ts.texts())
+    with pytest.raises(LeafHubError, match="no column 'lang' for where=lang:en"):
+        load_texts([f"hf:{folder}::where=lang:en"])

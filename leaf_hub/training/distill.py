@@ -162,12 +162,11 @@ def distill(config: DistillConfig | None = None, /, **options: Any) -> DistillRe
     from accelerate import PartialState
 
     from leaf_hub import __version__
-    from leaf_hub.data.texts import check_specs, load_texts
+    from leaf_hub.data.specs import check_specs
     from leaf_hub.leaf import build_leaf, projection
     from leaf_hub.models import load_model
     from leaf_hub.teachers import load_teacher
-    from leaf_hub.teachers.cache import TeacherCache
-    from leaf_hub.training.data import TrainData
+    from leaf_hub.training.data import prepare_train_data, read_texts
     from leaf_hub.training.loop import has_saved_state, train
     from leaf_hub.training.warm_start import fit_ridge_projection, set_projection
 
@@ -186,18 +185,14 @@ def distill(config: DistillConfig | None = None, /, **options: Any) -> DistillRe
     state = PartialState(cpu=_cpu_only(config.device))
     device = config.device or str(state.device)
 
-    # The texts first: a bad file or too few texts is refused before any model loads.
-    text_set = load_texts(
-        config.data,
+    # The texts first (into the text store in the cache folder): a bad file or too few texts is refused
+    # before any model loads.
+    texts = read_texts(
+        config,
         student_tokenizer=_student_tokenizer(config.student) if needs_tokenizer else None,
-        seed=config.training.seed,
-        max_texts=config.max_texts,
+        state=state,
     )
-    records = text_set.records
-    check_enough_texts(len(records), config)
-    texts = [r.text for r in records]
-    kinds = [r.kind for r in records]
-    logger.info("%d texts (%d queries)", len(texts), sum(k == "query" for k in kinds))
+    check_enough_texts(len(texts), config)
 
     teacher = load_teacher(
         config.teacher,
@@ -218,27 +213,13 @@ def distill(config: DistillConfig | None = None, /, **options: Any) -> DistillRe
     )
     student = load_model(config.student, device=device)
 
-    cache = TeacherCache(config.cache_dir, shard_size=config.cache_shard_size)
-    targets = cache.build(
-        teacher,
-        texts,
-        kinds,
-        dtype=config.cache_dtype,
-        process_index=state.process_index,
-        num_processes=state.num_processes,
-        barrier=state.wait_for_everyone,
-    )
-
     prompts = dict(teacher.prompts)
     leaf = build_leaf(student, teacher.dimension, teacher.normalized, prompts, teacher.max_seq_length)
     leaf.to(device)
-    input_ids = tokenize_for_leaf(leaf, texts, kinds, prompts)
-    pad_id = leaf[0].tokenizer.pad_token_id or 0
+    # Teacher cache -> token ids -> split, on disk in the cache folder (reused by reruns).
+    data = prepare_train_data(config, texts=texts, teacher=teacher, leaf=leaf, state=state).data
+    train_idx, val_idx, pad_id = data.train_idx, data.val_idx, data.pad_token_id
     recipe = config.training
-    train_idx, val_idx = split_validation(len(texts), config.val_batches, recipe.batch_size, recipe.seed)
-    data = TrainData(
-        input_ids=input_ids, targets=targets, train_idx=train_idx, val_idx=val_idx, pad_token_id=pad_id
-    )
     out.mkdir(parents=True, exist_ok=True)
 
     warm = None
@@ -247,22 +228,22 @@ def distill(config: DistillConfig | None = None, /, **options: Any) -> DistillRe
         rows = train_idx[
             np.random.default_rng(recipe.seed).permutation(len(train_idx))[: config.warm_start_texts]
         ]
-        pooled = pooled_embeddings(leaf, [input_ids[i] for i in rows], pad_id)
-        w, warm = fit_ridge_projection(pooled, targets[rows], seed=recipe.seed)
+        pooled = pooled_embeddings(leaf, [data.input_ids[i] for i in rows], pad_id)
+        w, warm = fit_ridge_projection(pooled, data.targets[rows], seed=recipe.seed)
         set_projection(projection(leaf), w)
 
     result = train(leaf, data, out, recipe, resume=config.resume)
 
     if not state.is_main_process:
         return None  # type: ignore[return-value]
-    write_validation(out / "validation.jsonl", [records[i] for i in val_idx])
+    write_validation(out / "validation.jsonl", texts.records(val_idx))
     best = _best_record(out / "metrics.jsonl") or result["final"]
     facts = DistillResult(
         teacher=teacher.name,
         teacher_fingerprint=teacher.fingerprint,
         student=config.student,
         data=list(config.data),
-        data_stats=text_set.stats,
+        data_stats=texts.stats,
         num_texts=len(texts),
         num_train=int(len(train_idx)),
         num_validation=int(len(val_idx)),

@@ -1,0 +1,582 @@
+"""Scale benchmark (issue 17): distillation's data path at 100k, 1M and 6.4M texts, against today's in-memory path.
+
+A synthetic corpus with the paper's mix and length profile (3M web documents and 0.9M news articles of up
+to ~700 words, so a quarter run past the leaf's 512 tokens; 2M queries around 12 tokens; 479k Vocabulary
+rows; 30k BERT tokens) and a stand-in teacher that costs nothing (a deterministic function of the text to a
+1024-d unit vector, so the cache holds what mxbai-embed-large-v1's would: 2 KB per text in float16). The
+student is a small BERT (2 layers, 128 wide) with all-MiniLM-L6-v2's tokenizer, so token ids, lengths and
+storage are the real ones while a training step costs tens of milliseconds: what is measured is the data
+path, which a slow model would hide.
+
+Every phase runs in a fresh process, so each peak RSS is that phase's own:
+
+* ``ingest``, ``cache``, ``tokenize`` -- the out-of-core preparation of one size (wall time, peak RSS);
+* ``train`` -- ``leaf_hub.distill`` on the prepared cache folder: time from process start to the first
+  training step (models, stores opened and verified, warm start, step-0 validation), training steps/s
+  over a fixed number of steps, then the input pipeline alone on one core (``TrainData.batch`` over
+  length-grouped batches of 32), and the peak RSS of the whole process;
+* ``legacy`` -- today's in-memory path on the same texts and cache (texts as a list, the cache loaded
+  into one float32 array, token ids as Python lists, the old per-row collation), the baseline; it is
+  stopped when it passes ``--legacy-limit-gb`` of RSS and reported as such.
+
+Peak RSS is ``ru_maxrss``; ``anon`` is the sampled peak of anonymous memory (RSS less the pages of mapped
+files, which the kernel reclaims at will). Disk is what each size's cache folder holds.
+
+    flock /tmp/leafhub-cpu.lock python bench/scale.py corpus --root /work/scale
+    python bench/scale.py all --root /work/scale --sizes 100k,1M,6.4M --legacy 100k,1M --lock /tmp/leafhub-cpu.lock
+
+Results: ``bench/results/scale.json`` (``--out``) and a table on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+START = time.time()  # the process start, before the heavy imports: time to first step counts from here
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+MIX = {  # the paper's rows (arXiv 2509.12539): name -> (rows, kind, words: median, spread, cap)
+    "fineweb": (3_000_000, "document", 330, 0.7, 700),
+    "ccnews": (900_000, "document", 350, 0.6, 700),
+    "queries": (2_000_000, "query", 9, 0.4, 40),
+    "vocabulary": (479_000, "document", 4, 0.5, 12),
+    "bert": (30_000, "document", 1, 0.0, 1),
+}
+PAPER_ROWS = sum(v[0] for v in MIX.values())
+
+
+def parse_size(text: str) -> int:
+    text = text.strip().lower()
+    scale = {"k": 1_000, "m": 1_000_000}.get(text[-1], 1)
+    return int(float(text[:-1] if scale > 1 else text) * scale)
+
+
+def size_name(n: int) -> str:
+    return f"{n / 1e6:g}M" if n >= 1_000_000 else f"{n / 1e3:g}k"
+
+
+# --------------------------------------------------------------------------------------------------
+# Measuring.
+# --------------------------------------------------------------------------------------------------
+
+
+class Memory:
+    """Samples this process's RSS and anonymous RSS; optionally stops the process past a limit."""
+
+    def __init__(self, limit_gb: float | None = None, on_limit=None):
+        self.peak_rss = self.peak_anon = 0
+        self.limit = limit_gb * 2**30 if limit_gb else None
+        self.on_limit = on_limit
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _read(self) -> tuple[int, int]:
+        fields = {}
+        with open("/proc/self/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in ("VmRSS", "RssAnon"):
+                    fields[key] = int(value.split()[0]) * 1024
+        return fields.get("VmRSS", 0), fields.get("RssAnon", 0)
+
+    def _run(self) -> None:
+        while True:
+            rss, anon = self._read()
+            self.peak_rss, self.peak_anon = max(self.peak_rss, rss), max(self.peak_anon, anon)
+            if self.limit and rss > self.limit and self.on_limit:
+                self.on_limit(rss)
+            time.sleep(0.02)
+
+    def report(self) -> dict:
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        return {
+            "peak_rss_gb": round(max(maxrss, self.peak_rss) / 2**30, 3),
+            "peak_anon_gb": round(self.peak_anon / 2**30, 3),
+        }
+
+
+def emit(result: dict) -> None:
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def du(path: Path) -> float:
+    return (
+        sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file()) / 2**30
+        if Path(path).exists()
+        else 0.0
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# The corpus, the stand-in teacher, the student.
+# --------------------------------------------------------------------------------------------------
+
+
+def corpus_path(root: Path) -> Path:
+    return root / "corpus.parquet"
+
+
+def make_corpus(root: Path, rows: int, seed: int = 0) -> None:
+    """Rows in the paper's proportions, shuffled a chunk at a time: every prefix has the same mix."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from transformers import AutoTokenizer
+
+    from leaf_hub.data.generated import bert_tokens, builtin_words
+
+    rng = np.random.default_rng(seed)
+    words = np.array(builtin_words(), dtype=object)
+    rng.shuffle(words)
+    zipf = 1.0 / (np.arange(len(words)) + 10.0)  # common words often, rare words rarely
+    zipf /= zipf.sum()
+    tokens = np.array(
+        bert_tokens(AutoTokenizer.from_pretrained("sentence-transformers/all-MiniLM-L6-v2")), dtype=object
+    )
+    names = list(MIX)
+    probs = np.array([MIX[n][0] for n in names], dtype=float) / PAPER_ROWS
+    schema = pa.schema([("text", pa.string()), ("type", pa.string())])
+    tmp = corpus_path(root).with_suffix(".tmp")
+    done = 0
+    with pq.ParquetWriter(tmp, schema) as writer:
+        while done < rows:
+            n = min(65_536, rows - done)
+            which = rng.choice(len(names), size=n, p=probs)
+            lengths = np.ones(n, dtype=np.int64)
+            for k, name in enumerate(names):
+                _, _, median, spread, cap = MIX[name]
+                sel = which == k
+                if spread:
+                    lengths[sel] = np.clip(rng.lognormal(np.log(median), spread, size=int(sel.sum())), 1, cap)
+            stream = words[rng.choice(len(words), size=int(lengths.sum()), p=zipf)]
+            ends = np.cumsum(lengths)
+            texts = [
+                str(tokens[rng.integers(len(tokens))])
+                if names[w] == "bert"
+                else " ".join(stream[e - length : e])
+                for w, length, e in zip(which.tolist(), lengths.tolist(), ends.tolist(), strict=True)
+            ]
+            kinds = [MIX[names[w]][1] for w in which.tolist()]
+            writer.write_table(pa.table({"text": texts, "type": kinds}, schema=schema))
+            done += n
+            print(f"corpus: {done:,} of {rows:,} rows", file=sys.stderr, flush=True)
+    tmp.rename(corpus_path(root))
+
+
+class StandInTeacher:
+    """Text -> a 1024-d unit vector, deterministic and nearly free: the shape of mxbai-embed-large-v1's cache."""
+
+    name = "stand-in-1024"
+    fingerprint = "stand-in:blake2b-sin-1024:v1"
+    dimension = 1024
+    normalized = True
+    prompts = {"query": "Represent this sentence for searching relevant passages: ", "document": ""}
+    max_seq_length = 512
+    batch_size = 256
+
+    _freq = np.random.default_rng(1024).uniform(0.5, 50.0, size=1024)
+
+    def encode(self, texts: list[str], kind: str) -> np.ndarray:
+        digest = b"".join(hashlib.blake2b((kind + t).encode(), digest_size=8).digest() for t in texts)
+        h = np.frombuffer(digest, dtype=np.uint64)
+        a = (h % np.uint64(1_000_003)).astype(np.float64) / 1_000_003
+        b = ((h >> np.uint64(24)) % np.uint64(1_000_003)).astype(np.float64) / 1_000_003 * 6.283
+        v = np.sin(np.outer(a, self._freq) + b[:, None]).astype(np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    def token_lengths(self, texts: list[str]) -> list[int]:
+        return [len(t) // 5 + 2 for t in texts]
+
+
+def student_dir(root: Path) -> Path:
+    """A 2-layer, 128-wide BERT with all-MiniLM-L6-v2's tokenizer, reading 512 tokens (built once)."""
+    folder = root / "student"
+    if (folder / "modules.json").is_file():
+        return folder
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    backbone = root / "student-backbone"
+    tokenizer = AutoTokenizer.from_pretrained("sentence-transformers/all-MiniLM-L6-v2")
+    tokenizer.save_pretrained(backbone)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=512, max_position_embeddings=512)  # fmt: skip
+    BertModel(config).save_pretrained(backbone)
+    transformer = Transformer(str(backbone), max_seq_length=512)
+    model = SentenceTransformer(modules=[transformer, Pooling(128, pooling_mode="mean")], device="cpu")
+    model.save(str(folder))
+    return folder
+
+
+def spec(root: Path, n: int) -> str:
+    return f"{corpus_path(root)}::limit={n}"
+
+
+def cache_dir(root: Path, n: int) -> Path:
+    return root / f"cache-{size_name(n)}"
+
+
+def leaf_for(root: Path):
+    from leaf_hub.leaf import build_leaf
+    from leaf_hub.models import load_model
+
+    teacher = StandInTeacher()
+    student = load_model(str(student_dir(root)), device="cpu")
+    return build_leaf(
+        student, teacher.dimension, teacher.normalized, dict(teacher.prompts), teacher.max_seq_length
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Phases (each in its own process).
+# --------------------------------------------------------------------------------------------------
+
+
+def phase_ingest(root: Path, n: int) -> dict:
+    from leaf_hub.data.store import ingest
+
+    memory = Memory()
+    t = time.time()
+    store = ingest([spec(root, n)], cache_dir(root, n) / "texts", seed=0)
+    return {"rows": len(store), "seconds": round(time.time() - t, 1), **memory.report()}
+
+
+def phase_cache(root: Path, n: int) -> dict:
+    from leaf_hub.data.store import ingest
+    from leaf_hub.teachers.cache import TeacherCache
+
+    store = ingest([spec(root, n)], cache_dir(root, n) / "texts", seed=0)
+    memory = Memory()
+    t = time.time()
+    targets = TeacherCache(cache_dir(root, n), shard_size=2048).prepare(StandInTeacher(), store)
+    return {"rows": len(targets), "seconds": round(time.time() - t, 1), **memory.report()}
+
+
+def phase_tokenize(root: Path, n: int) -> dict:
+    from leaf_hub.data.store import ingest
+    from leaf_hub.data.tokens import build_tokens
+
+    store = ingest([spec(root, n)], cache_dir(root, n) / "texts", seed=0)
+    leaf = leaf_for(root)
+    memory = Memory()
+    t = time.time()
+    tokens = build_tokens(store, leaf[0].tokenizer, dict(StandInTeacher.prompts), leaf.max_seq_length,
+                          cache_dir(root, n) / "tokens")  # fmt: skip
+    return {
+        "rows": len(tokens),
+        "tokens": int(tokens.offsets[-1]),
+        "seconds": round(time.time() - t, 1),
+        "truncated": tokens.report.truncated_total,
+        **memory.report(),
+    }
+
+
+def pipeline_rate(data, seconds: float = 8.0, batch_size: int = 32) -> float:
+    """Batches of 32 per second that TrainData.batch serves on one core, in the training loop's order."""
+    import torch
+
+    from leaf_hub.training.batching import length_grouped_batches
+
+    torch.set_num_threads(1)
+    batches = length_grouped_batches(data.lengths[data.train_idx], batch_size, seed=7, epoch=0)
+    done, t = 0, time.perf_counter()
+    while time.perf_counter() - t < seconds and done < len(batches):
+        data.batch(data.train_idx[batches[done]])
+        done += 1
+    return round(done / (time.perf_counter() - t), 1)
+
+
+def batch_width(data, steps: int, batch_size: int = 32) -> float:
+    """Mean padded length of the batches the run trained on (a step's cost grows with it)."""
+    from leaf_hub.training.batching import length_grouped_batches
+
+    batches = length_grouped_batches(data.lengths[data.train_idx], batch_size, seed=0, epoch=0)[:steps]
+    return round(float(np.mean([data.lengths[data.train_idx[b]].max() for b in batches])), 1)
+
+
+class StepClock:
+    """Wraps the training loss: the time of each training step (validation does not call it)."""
+
+    def __init__(self):
+        from leaf_hub.training import loop
+
+        self.times: list[float] = []
+        real = loop.leaf_loss
+
+        def timed(pred, target):
+            self.times.append(time.time())
+            return real(pred, target)
+
+        loop.leaf_loss = timed
+
+    def report(self, skip: int = 5) -> dict:
+        t = self.times
+        rate = (len(t) - 1 - skip) / (t[-1] - t[skip]) if len(t) > skip + 2 else None
+        return {
+            "time_to_first_step_s": round(t[0] - START, 1) if t else None,
+            "steps_per_s": rate and round(rate, 2),
+        }
+
+
+def phase_train(root: Path, n: int, steps: int) -> dict:
+    import torch
+
+    from leaf_hub.training import distill as distill_module
+    from leaf_hub.training import loop
+
+    memory = Memory()
+    clock = StepClock()
+    distill_module.load_teacher = lambda *a, **k: StandInTeacher()
+    seen = {}
+    real_train = loop.train
+
+    def train(leaf, data, out, config, resume=False):
+        seen["data"] = data
+        return real_train(leaf, data, out, config, resume=resume)
+
+    distill_module.train = train
+    torch.set_num_threads(2)
+    out = root / f"run-{size_name(n)}"
+    shutil.rmtree(out, ignore_errors=True)
+    result = distill_module.distill(
+        teacher="stand-in", student=str(student_dir(root)), data=[spec(root, n)], output=out,
+        cache=cache_dir(root, n), max_steps=steps, eval_every=10 * steps, save_every=10 * steps, batch_size=32,
+    )  # fmt: skip
+    data = seen["data"]
+    shutil.rmtree(out, ignore_errors=True)
+    return {
+        "rows": result.num_texts,
+        **clock.report(),
+        "mean_batch_width": batch_width(data, steps),
+        "pipeline_batches_per_s_1core": pipeline_rate(data),
+        **memory.report(),
+        "disk_gb": round(du(cache_dir(root, n)), 2),
+    }
+
+
+class LegacyTrainData:
+    """TrainData as it was before the out-of-core path: Python lists of ids, rows padded one at a time."""
+
+    def __init__(self, input_ids, targets, train_idx, val_idx, pad_token_id):
+        import torch
+
+        self._torch = torch
+        self.input_ids, self.targets = input_ids, targets
+        self.train_idx, self.val_idx, self.pad_token_id = train_idx, val_idx, pad_token_id
+        self.lengths = np.fromiter((len(ids) for ids in input_ids), dtype=np.int64, count=len(input_ids))
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def batch(self, rows, with_target: bool = True):
+        torch = self._torch
+        rows = np.asarray(rows)
+        seqs = [self.input_ids[i] for i in rows]
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for row, seq in enumerate(seqs):
+            ids[row, : len(seq)] = torch.as_tensor(seq)
+            mask[row, : len(seq)] = 1
+        out = {"input_ids": ids, "attention_mask": mask}
+        if with_target:
+            out["target"] = torch.from_numpy(np.asarray(self.targets[rows], dtype=np.float32))
+        return out
+
+
+def phase_legacy(root: Path, n: int, steps: int, limit_gb: float) -> dict:
+    """Today's path: texts, targets (float32) and token-id lists all in memory; the cache is reused."""
+    import torch
+
+    from leaf_hub.data.texts import load_texts
+    from leaf_hub.leaf import projection
+    from leaf_hub.teachers.cache import TeacherCache
+    from leaf_hub.training.config import TrainConfig
+    from leaf_hub.training.distill import pooled_embeddings, split_validation, tokenize_for_leaf
+    from leaf_hub.training.loop import train
+    from leaf_hub.training.warm_start import fit_ridge_projection, set_projection
+
+    stage = {"name": "start"}
+
+    def stop(rss: int) -> None:
+        emit({"rows": n, "stopped": f"RSS {rss / 2**30:.1f} GB > {limit_gb} GB while {stage['name']}",
+              "seconds": round(time.time() - START, 1), "peak_rss_gb": round(rss / 2**30, 2)})  # fmt: skip
+        os._exit(3)
+
+    memory = Memory(limit_gb, stop)
+    clock = StepClock()
+    torch.set_num_threads(2)
+    stage["name"] = "reading texts"
+    records = load_texts([spec(root, n)], seed=0).records
+    texts, kinds = [r.text for r in records], [r.kind for r in records]
+    stage["name"] = "loading the cache"
+    teacher = StandInTeacher()
+    targets = TeacherCache(cache_dir(root, n), shard_size=2048).build(teacher, texts, kinds)
+    leaf = leaf_for(root)
+    stage["name"] = "tokenizing"
+    ids = tokenize_for_leaf(leaf, texts, kinds, dict(teacher.prompts))
+    train_idx, val_idx = split_validation(len(texts), 128, 32, 0)
+    data = LegacyTrainData(ids, targets, train_idx, val_idx, leaf[0].tokenizer.pad_token_id or 0)
+    stage["name"] = "warm start"
+    rows = train_idx[np.random.default_rng(0).permutation(len(train_idx))[:20000]]
+    w, _ = fit_ridge_projection(
+        pooled_embeddings(leaf, [ids[i] for i in rows], data.pad_token_id), targets[rows]
+    )
+    set_projection(projection(leaf), w)
+    stage["name"] = "training"
+    out = root / f"legacy-{size_name(n)}"
+    shutil.rmtree(out, ignore_errors=True)
+    train(
+        leaf,
+        data,
+        out,
+        TrainConfig(batch_size=32, max_steps=steps, eval_every=10 * steps, save_every=10 * steps),
+    )
+    shutil.rmtree(out, ignore_errors=True)
+    return {
+        "rows": len(texts),
+        **clock.report(),
+        "mean_batch_width": batch_width(data, steps),
+        "pipeline_batches_per_s_1core": pipeline_rate(data),
+        **memory.report(),
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# The orchestration.
+# --------------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def locked(path: str | None):
+    if not path:
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def run_phase(args, phase: str, n: int, *extra: str) -> dict:
+    cmd = [sys.executable, __file__, phase, "--root", str(args.root), "--size", str(n), "--steps", str(args.steps),
+           "--legacy-limit-gb", str(args.legacy_limit_gb), *extra]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    print(f"== {phase} {size_name(n)}", file=sys.stderr, flush=True)
+    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True)
+    lines = [json.loads(line[7:]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    result = lines[-1] if lines else {"error": f"exit {proc.returncode}"}
+    print(f"   {json.dumps(result)}", file=sys.stderr, flush=True)
+    return result
+
+
+def run_all(args) -> None:
+    sizes = [parse_size(s) for s in args.sizes.split(",")]
+    legacy = [parse_size(s) for s in args.legacy.split(",")] if args.legacy else []
+    results = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() and args.keep else {}
+    results.setdefault("setup", {
+        "cpu_cores": os.cpu_count(), "torch_threads": 2, "steps": args.steps, "batch_size": 32,
+        "teacher": "stand-in, 1024-d, float16 cache", "student": "BERT 2x128 with all-MiniLM-L6-v2's tokenizer, 512 tokens",
+        "mix": {k: {"rows": v[0], "kind": v[1], "median_words": v[2], "max_words": v[4]} for k, v in MIX.items()},
+    })  # fmt: skip
+    for n in sizes:  # preparation: a lock per phase, so other work can run in between
+        for phase in ("ingest", "cache", "tokenize"):
+            with locked(args.lock):
+                results.setdefault(size_name(n), {})[phase] = run_phase(args, phase, n)
+            Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    with locked(args.lock):  # training and its baseline under one lock: comparable steps/s
+        for repeat in range(args.repeats):
+            for n in sizes:
+                results[size_name(n)][f"train_{repeat}"] = run_phase(args, "train", n)
+            for n in legacy:
+                results.setdefault(f"legacy-{size_name(n)}", {})[f"train_{repeat}"] = run_phase(
+                    args, "legacy", n
+                )
+            Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    print(table(results))
+
+
+def table(results: dict) -> str:
+    rows = ["| path | texts | ingest s / GB | cache s / GB | tokenize s / GB | disk GB | first step s | steps/s | pipeline b/s (1 core) | peak RSS GB (anon) |",
+            "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for name, r in results.items():
+        if name == "setup":
+            continue
+        trains = [v for k, v in r.items() if k.startswith("train_")]
+        t = trains[0] if trains else {}
+        rate = "/".join(str(x.get("steps_per_s")) for x in trains)
+
+        def prep(phase, r=r):
+            p = r.get(phase)
+            return f"{p['seconds']} / {p['peak_rss_gb']}" if p and "seconds" in p else "-"
+
+        if "stopped" in t:
+            rows.append(
+                f"| {'legacy' if name.startswith('legacy') else 'out-of-core'} | {name} | | | | | | | | stopped: {t['stopped']} |"
+            )
+            continue
+        rows.append(
+            f"| {'legacy (today)' if name.startswith('legacy') else 'out-of-core'} | {t.get('rows', '')} | {prep('ingest')} | "
+            f"{prep('cache')} | {prep('tokenize')} | {t.get('disk_gb', '-')} | {t.get('time_to_first_step_s')} | {rate} | "
+            f"{t.get('pipeline_batches_per_s_1core')} | {t.get('peak_rss_gb')} ({t.get('peak_anon_gb')}) |"
+        )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "phase", choices=["all", "corpus", "ingest", "cache", "tokenize", "train", "legacy", "table"]
+    )
+    parser.add_argument(
+        "--root", type=Path, required=True, help="work folder (corpus, caches: ~35 GB at 6.4M)"
+    )
+    parser.add_argument("--size", type=int, help="texts (one phase)")
+    parser.add_argument("--sizes", default="100k,1M,6.4M")
+    parser.add_argument("--legacy", default="100k,1M", help="sizes of today's in-memory path (the baseline)")
+    parser.add_argument("--rows", default="6.41M", help="corpus rows (corpus phase)")
+    parser.add_argument("--steps", type=int, default=300, help="training steps per run")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--legacy-limit-gb", type=float, default=8.0, help="stop the baseline past this RSS")
+    parser.add_argument("--lock", help="flock this file around each heavy phase (the shared CPU lock)")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "scale.json"))
+    parser.add_argument(
+        "--keep", action="store_true", help="add to the results file instead of starting anew"
+    )
+    args = parser.parse_args()
+    args.root.mkdir(parents=True, exist_ok=True)
+    if args.phase == "all":
+        return run_all(args)
+    if args.phase == "table":
+        return print(table(json.loads(Path(args.out).read_text())))
+    if args.phase == "corpus":
+        return make_corpus(args.root, parse_size(args.rows))
+    phases = {
+        "ingest": lambda: phase_ingest(args.root, args.size),
+        "cache": lambda: phase_cache(args.root, args.size),
+        "tokenize": lambda: phase_tokenize(args.root, args.size),
+        "train": lambda: phase_train(args.root, args.size, args.steps),
+        "legacy": lambda: phase_legacy(args.root, args.size, args.steps, args.legacy_limit_gb),
+    }
+    emit(phases[args.phase]())
+
+
+if __name__ == "__main__":
+    main()
