@@ -70,7 +70,17 @@ class TrainConfig:
     beta2: float = field(default=0.999, metadata=_opt("AdamW beta2", cli=False))
     cycles: int = field(default=3, metadata=_opt("learning-rate cycles, each a linear decay (paper: 3)"))
     epochs_per_cycle: int = field(default=10, metadata=_opt("epochs per cycle (paper: 10)"))
-    warmup_steps: int = field(default=0, metadata=_opt("linear warm-up steps before the first decay"))
+    warmup_steps: int = field(
+        default=0, metadata=_opt("linear warm-up steps of every rate before the first decay")
+    )
+    body_warmup_steps: int = field(
+        default=0,
+        metadata=_opt("linear warm-up steps of the backbone's rate only (the projection starts at its peak)"),
+    )
+    warmup_start: float = field(
+        default=0.0,
+        metadata=_opt("fraction of the peak rate a warm-up starts from (0: from zero)", metavar="F"),
+    )
     max_steps: int | None = field(
         default=None, metadata=_opt("stop after this many optimizer steps (the cycles fit into them)")
     )
@@ -106,6 +116,13 @@ class TrainConfig:
             metavar="P",
         ),
     )
+    max_grad_norm: float | None = field(
+        default=None, metadata=_opt("clip gradients to this norm (none: no clipping, as in the paper)")
+    )
+    dataloader_workers: int = field(
+        default=0,
+        metadata=_opt("DataLoader worker processes that pad batches (0: in the training process)"),
+    )
     keep_checkpoints: int | None = field(
         default=None, metadata=_opt("keep only the last N epoch checkpoints")
     )
@@ -119,8 +136,13 @@ class TrainConfig:
         for name in ("max_steps", "keep_checkpoints", "max_minutes"):
             if getattr(self, name) is not None:
                 _positive(self, name)
-        if self.warmup_steps < 0:
-            raise ConfigError("warmup_steps", f"{{option}} must not be negative, got {self.warmup_steps}")
+        for name in ("warmup_steps", "body_warmup_steps", "dataloader_workers"):
+            if getattr(self, name) < 0:
+                raise ConfigError(name, f"{{option}} must not be negative, got {getattr(self, name)}")
+        if not 0.0 <= self.warmup_start <= 1.0:
+            raise ConfigError("warmup_start", f"{{option}} must be in [0, 1], got {self.warmup_start}")
+        if self.max_grad_norm is not None:
+            _positive(self, "max_grad_norm")
         if not 0 < self.min_lr <= self.lr:
             raise ConfigError("min_lr", f"need 0 < {{option}} <= lr, got {self.min_lr} and {self.lr}")
         if self.head_lr is not None and self.head_lr <= 0:
