@@ -186,3 +186,43 @@ def test_dataloader_workers_give_the_same_leaf(tmp_path, tiny_student_dir):
         leaves.append(leaf.state_dict())
     for name, value in leaves[0].items():
         assert torch.equal(value, leaves[1][name]), name
+
+
+def test_distill_resumed_keeps_the_warm_start_and_counts_all_its_time(
+    tmp_path, tiny_teacher_dir, tiny_student_dir, capsys
+):
+    """Issue 19: after a resume, leaf_run.json and run.json said warm_start null and counted only the last
+    invocation's time."""
+    from test_distill_cli import _args, _data
+
+    from leaf_hub.cli import main
+
+    data = _data(tmp_path)
+    out = tmp_path / "run"
+    assert main(_args(tiny_teacher_dir, tiny_student_dir, data, out, "--max-steps", "6")) == 0
+    first = json.loads((out / "leaf" / "leaf_run.json").read_text())
+    assert main(_args(tiny_teacher_dir, tiny_student_dir, data, out, "--max-steps", "12", "--resume")) == 0
+    facts = json.loads((out / "leaf" / "leaf_run.json").read_text())
+    run = json.loads((out / "run.json").read_text())
+    assert facts["steps"] == 12 and run["train"]["invocations"] == 2
+    assert facts["warm_start"] is not None and facts["warm_start"] == first["warm_start"] == run["warm_start"]
+    assert facts["wall_time_s"] > first["wall_time_s"] and facts["train_time_s"] > first["train_time_s"]
+    assert 11 * 16 < run["train"]["texts_seen"] <= 12 * 16  # one batch of an epoch may be smaller
+    capsys.readouterr()
+
+
+def test_gradient_accumulation_and_bf16_autocast(tmp_path, tiny_student_dir):
+    """Two batches per optimizer step count one step (and twice the texts); bf16 autocast trains on the CPU
+    too, its loss taken in float32."""
+    leaf, data = _setup(tiny_student_dir, n=200)
+    config = TrainConfig(
+        batch_size=8,
+        lr=1e-3,
+        max_steps=4,
+        eval_every=4,
+        gradient_accumulation_steps=2,
+        mixed_precision="bf16",
+    )
+    result = train(leaf, data, tmp_path, config)
+    assert result.steps == 4 and 4 * 2 * 8 - 8 < result.texts_seen <= 4 * 2 * 8
+    assert np.isfinite(result.train_loss) and result.final.step == 4

@@ -16,6 +16,8 @@ from leaf_hub.http import redact_url
 DEFAULT_STUDENT = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_DATA = ("builtin", "bert-tokens")
 MIXED_PRECISION = ("no", "bf16", "fp16")
+# After the ridge warm start the backbone's rate rises over this many steps (bench/warm_start_schedules.py).
+WARM_START_WARMUP = 100
 CACHE_DTYPES = ("float16", "float32")
 TEACHER_BACKENDS = ("torch", "onnx")
 
@@ -73,13 +75,12 @@ class TrainConfig:
     warmup_steps: int = field(
         default=0, metadata=_opt("linear warm-up steps of every rate before the first decay")
     )
-    body_warmup_steps: int = field(
-        default=0,
-        metadata=_opt("linear warm-up steps of the backbone's rate only (the projection starts at its peak)"),
-    )
-    warmup_start: float = field(
-        default=0.0,
-        metadata=_opt("fraction of the peak rate a warm-up starts from (0: from zero)", metavar="F"),
+    backbone_warmup_steps: int | None = field(
+        default=None,
+        metadata=_opt(
+            "linear warm-up steps of the backbone's rate only, the projection starting at its own (default: "
+            f"{WARM_START_WARMUP} after a warm start, which the first steps at full rate undo; 0 without)"
+        ),
     )
     max_steps: int | None = field(
         default=None, metadata=_opt("stop after this many optimizer steps (the cycles fit into them)")
@@ -136,11 +137,9 @@ class TrainConfig:
         for name in ("max_steps", "keep_checkpoints", "max_minutes"):
             if getattr(self, name) is not None:
                 _positive(self, name)
-        for name in ("warmup_steps", "body_warmup_steps", "dataloader_workers"):
-            if getattr(self, name) < 0:
+        for name in ("warmup_steps", "backbone_warmup_steps", "dataloader_workers"):
+            if (getattr(self, name) or 0) < 0:
                 raise ConfigError(name, f"{{option}} must not be negative, got {getattr(self, name)}")
-        if not 0.0 <= self.warmup_start <= 1.0:
-            raise ConfigError("warmup_start", f"{{option}} must be in [0, 1], got {self.warmup_start}")
         if self.max_grad_norm is not None:
             _positive(self, "max_grad_norm")
         if not 0 < self.min_lr <= self.lr:

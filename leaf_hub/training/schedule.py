@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from leaf_hub.training.config import TrainConfig
+from leaf_hub.training.config import WARM_START_WARMUP, TrainConfig
 
 
 def lr_factor(step: int, total: int, cycles: int, lr: float, min_lr: float, warmup: int) -> float:
@@ -56,20 +56,23 @@ class Clock:
 class Schedule:
     """The factor on each parameter group's peak rate at each step, for a run of ``total`` steps."""
 
-    def __init__(self, config: TrainConfig, total: int, clock: Clock) -> None:
+    def __init__(self, config: TrainConfig, total: int, clock: Clock, warm_started: bool = False) -> None:
         self.config = config
         self.total = total
         self.clock = clock
         # Bounded by minutes only, the cycles run on the clock.
         self.by_time = config.max_minutes is not None and not config.max_steps
+        backbone = config.backbone_warmup_steps
+        if backbone is None:  # the default: keep a warm start's head start
+            backbone = WARM_START_WARMUP if warm_started else 0
+        self.warmup = {False: max(config.warmup_steps, backbone), True: config.warmup_steps}
 
     def factor(self, step: int, head: bool = False) -> float:
         """Multiplier on the peak rate of the backbone (or of the projection, ``head``) at ``step``."""
         c = self.config
-        warmup = c.warmup_steps if head else max(c.warmup_steps, c.body_warmup_steps)
+        warmup = self.warmup[head]
         if warmup and step < warmup:
-            # From ``warmup_start`` of the peak up to the peak, linearly over the warm-up steps.
-            return c.warmup_start + (1.0 - c.warmup_start) * (step + 1) / warmup
+            return (step + 1) / warmup
         if self.by_time:
             return lr_factor_at(self.clock.elapsed_s / (60 * c.max_minutes), c.cycles, c.lr, c.min_lr)
         return lr_factor(step, self.total, c.cycles, c.lr, c.min_lr, 0)

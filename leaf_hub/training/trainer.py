@@ -152,7 +152,9 @@ class LeafTrainer(SentenceTransformerTrainer):
         self.steps_per_epoch = max(1, math.ceil(len(self.sampler) / accumulate))
         total = config.cycles * config.epochs_per_cycle * self.steps_per_epoch
         args.max_steps = min(total, config.max_steps) if config.max_steps else total
-        self.schedule = Schedule(config, args.max_steps, Clock(progress.train_time_s))
+        self.schedule = Schedule(
+            config, args.max_steps, Clock(progress.train_time_s), warm_started=progress.warm_start is not None
+        )
         self.head_ids = {id(p) for p in projection(model).parameters()}
         self._seeded_step, self._micro = -1, 0
         super().__init__(
