@@ -38,7 +38,7 @@ from leaf_hub.training.callbacks import LeafCallback
 from leaf_hub.training.config import TrainConfig
 from leaf_hub.training.data import TrainData
 from leaf_hub.training.loss import LeafDistillLoss
-from leaf_hub.training.sampler import LengthGroupedBatchSampler, TrainDataset, train_loader
+from leaf_hub.training.sampler import LengthGroupedBatchSampler, TrainDataset, train_loader, whole_batch
 from leaf_hub.training.schedule import Clock, Schedule
 from leaf_hub.training.state import (
     STATE,
@@ -162,7 +162,7 @@ class LeafTrainer(SentenceTransformerTrainer):
             args=args,
             train_dataset=dataset,
             loss=LeafDistillLoss(model),
-            data_collator=lambda b: b,
+            data_collator=whole_batch,
         )
         # leaf-hub draws its own bar and prints its own lines; transformers' would print log dicts.
         self.remove_callback(ProgressCallback)
