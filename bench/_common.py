@@ -3,6 +3,7 @@ and a leaf ready to train on them (the same preparation ``leaf-hub distill`` doe
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import time
@@ -37,7 +38,7 @@ def write_results(path: str | Path, results: dict) -> None:
 @dataclass
 class Prepared:
     base: object  # the untrained leaf (random projection), a SentenceTransformer
-    data: object  # leaf_hub.training.loop.TrainData: the first n_train texts train, the last n_val validate
+    data: object  # leaf_hub.training.data.TrainData: the first n_train texts train, the last n_val validate
     prompts: dict
     texts: list[str]
     kinds: list[str]
@@ -113,20 +114,35 @@ class Recipe:
     config: dict | None = None
 
 
-def run_recipe(prepared: Prepared, recipe: Recipe, out: Path, **limits) -> dict:
-    """Train a copy of the base leaf with ``recipe``; returns its curve (from metrics.jsonl) and summary."""
-    import copy
+def run_recipe(
+    prepared: Prepared, recipe: Recipe, out: Path, reuse_warm_start: bool = False, **limits
+) -> dict:
+    """Train a copy of the base leaf with ``recipe``; returns its curve (from metrics.jsonl) and summary.
 
-    from leaf_hub.training.loop import TrainConfig, train
+    ``reuse_warm_start`` fits the ridge projection once per ``prepared`` (recipes that compare curves by
+    step, not by time, need not pay for the same fit again)."""
+    import copy
+    from dataclasses import asdict
+
+    from leaf_hub.leaf import projection
+    from leaf_hub.training.config import TrainConfig
+    from leaf_hub.training.trainer import train
+    from leaf_hub.training.warm_start import set_projection
 
     leaf = copy.deepcopy(prepared.base)
     start = time.perf_counter()
-    info = warm_start(leaf, prepared.data) if recipe.warm_start else None
+    info = None
+    if recipe.warm_start and reuse_warm_start and getattr(prepared, "_warm", None) is not None:
+        w, info = prepared._warm
+        set_projection(projection(leaf), w)
+    elif recipe.warm_start:
+        info = warm_start(leaf, prepared.data)
+        prepared._warm = (projection(leaf).weight.detach().numpy().T.copy(), info)
     warm_s = time.perf_counter() - start
     if limits.get("max_minutes"):  # the warm start's fit is part of the recipe's time budget
         limits = {**limits, "max_minutes": limits["max_minutes"] - warm_s / 60}
     config = TrainConfig(**{**(recipe.config or {}), **limits})
-    result = train(leaf, prepared.data, out, config)
+    result = train(leaf, prepared.data, out, config, warm_start=info)
     curve = [
         {k: r[k] for k in ("step", "texts_seen", "elapsed_s", "val_l2", "val_cosine")}
         for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
@@ -138,7 +154,9 @@ def run_recipe(prepared: Prepared, recipe: Recipe, out: Path, **limits) -> dict:
     return {
         "name": recipe.name,
         "warm_start": recipe.warm_start,
-        "config": {k: v for k, v in result["config"].items() if k in (recipe.config or {}) or k in limits},
+        "config": {
+            k: v for k, v in asdict(result.config).items() if k in (recipe.config or {}) or k in limits
+        },
         "warm_start_fit": info,
         "warm_start_s": round(warm_s, 2),
         "curve": curve,
@@ -146,6 +164,27 @@ def run_recipe(prepared: Prepared, recipe: Recipe, out: Path, **limits) -> dict:
         "best_val_cosine": best["val_cosine"],
         "leaf": str(out / "leaf"),
     }
+
+
+@contextlib.contextmanager
+def stopping_after(steps: int | None):
+    """Stop leaf-hub's training after ``steps`` optimizer steps whatever its schedule's length: the first
+    steps of a long run, with its rates (a run of ``steps`` steps would fit its cycles into them)."""
+    from leaf_hub.training.callbacks import LeafCallback
+
+    real = LeafCallback.on_step_end
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if steps is not None and state.global_step >= steps:
+            state.max_steps = state.global_step  # the callback then validates and the trainer stops
+            control.should_training_stop = True
+        return real(self, args, state, control, **kwargs)
+
+    LeafCallback.on_step_end = on_step_end
+    try:
+        yield
+    finally:
+        LeafCallback.on_step_end = real
 
 
 def plot_curves(rows: list[dict], x, xlabel: str, title: str, path: Path, decorate=None) -> None:

@@ -135,7 +135,7 @@ def parse_overrides(items: list[str]) -> dict:
     """``["cycles=1", "lr=2e-4"]`` -> ``{"cycles": 1, "lr": 0.0002}``, typed by TrainConfig's annotations."""
     from dataclasses import fields
 
-    from leaf_hub.training.loop import TrainConfig
+    from leaf_hub.training.config import TrainConfig
 
     # Annotations are strings here (``from __future__ import annotations``): "int | None" -> int.
     kinds = {"int": int, "float": float, "str": str, "bool": lambda v: v.lower() == "true"}

@@ -313,16 +313,16 @@ class StepClock:
     """Wraps the training loss: the time of each training step (validation does not call it)."""
 
     def __init__(self):
-        from leaf_hub.training import loop
+        from leaf_hub.training import loss
 
         self.times: list[float] = []
-        real = loop.leaf_loss
+        real = loss.leaf_loss
 
         def timed(pred, target):
             self.times.append(time.time())
             return real(pred, target)
 
-        loop.leaf_loss = timed
+        loss.leaf_loss = timed
 
     def report(self, skip: int = 5) -> dict:
         t = self.times
@@ -337,17 +337,17 @@ def phase_train(root: Path, n: int, steps: int) -> dict:
     import torch
 
     from leaf_hub.training import distill as distill_module
-    from leaf_hub.training import loop
+    from leaf_hub.training import trainer
 
     memory = Memory()
     clock = StepClock()
     distill_module.load_teacher = lambda *a, **k: StandInTeacher()
     seen = {}
-    real_train = loop.train
+    real_train = trainer.train
 
-    def train(leaf, data, out, config, resume=False):
+    def train(leaf, data, out, config, resume=False, **kwargs):
         seen["data"] = data
-        return real_train(leaf, data, out, config, resume=resume)
+        return real_train(leaf, data, out, config, resume=resume, **kwargs)
 
     distill_module.train = train
     torch.set_num_threads(2)
@@ -408,7 +408,7 @@ def phase_legacy(root: Path, n: int, steps: int, limit_gb: float) -> dict:
     from leaf_hub.teachers.cache import TeacherCache
     from leaf_hub.training.config import TrainConfig
     from leaf_hub.training.distill import pooled_embeddings, split_validation, tokenize_for_leaf
-    from leaf_hub.training.loop import train
+    from leaf_hub.training.trainer import train
     from leaf_hub.training.warm_start import fit_ridge_projection, set_projection
 
     stage = {"name": "start"}

@@ -74,7 +74,7 @@ def test_same_leaf_as_the_in_memory_recipe(straight, tmp_path, tiny_teacher_dir,
     from leaf_hub.training.config import TrainConfig
     from leaf_hub.training.data import TrainData
     from leaf_hub.training.distill import pooled_embeddings, split_validation, tokenize_for_leaf
-    from leaf_hub.training.loop import train
+    from leaf_hub.training.trainer import train
     from leaf_hub.training.warm_start import fit_ridge_projection, set_projection
 
     run, data_path = straight
@@ -136,12 +136,12 @@ KILLS = {
         cache.atomic_write_bytes = patched
     """,
     "training": """
-        from leaf_hub.training import loop
-        real = loop.leaf_loss
+        from leaf_hub.training import loss
+        real = loss.leaf_loss
         def patched(*a):
             die_at(10)  # during step 10; the last state saved is step 8
             return real(*a)
-        loop.leaf_loss = patched
+        loss.leaf_loss = patched
     """,
 }
 

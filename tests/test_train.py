@@ -9,11 +9,16 @@ from sentence_transformers import SentenceTransformer
 
 from leaf_hub.errors import ConfigError
 from leaf_hub.leaf import build_leaf, projection
-from leaf_hub.training import loop as train_module
+from leaf_hub.training import loss as loss_module
+from leaf_hub.training import schedule as schedule_module
+from leaf_hub.training import trainer as train_module
 from leaf_hub.training.batching import length_grouped_batches
+from leaf_hub.training.config import TrainConfig
 from leaf_hub.training.data import TrainData
 from leaf_hub.training.distill import pooled_embeddings, split_validation, tokenize_for_leaf
-from leaf_hub.training.loop import TrainConfig, lr_factor, train
+from leaf_hub.training.schedule import lr_factor
+from leaf_hub.training.trainer import train
+from leaf_hub.training.validation import validate
 from leaf_hub.training.warm_start import fit_ridge_projection, set_projection
 
 WORDS = (
@@ -77,12 +82,12 @@ def _setup(tiny_student_dir, n=400, seed=0, warm=False):
 
 def test_training_moves_leaf_towards_teacher(tmp_path, tiny_student_dir):
     leaf, data = _setup(tiny_student_dir)
-    before = train_module.validate(leaf, data, 64, "cpu")
+    before = validate(leaf, data, 64, "cpu")
     result = train(
         leaf, data, tmp_path, TrainConfig(batch_size=16, lr=1e-3, max_steps=60, eval_every=30, save_every=30)
     )
-    assert result["final"]["val_l2"] < 0.8 * before["val_l2"]
-    assert result["final"]["val_cosine"] > before["val_cosine"] + 0.05
+    assert result.final.val_l2 < 0.8 * before["val_l2"]
+    assert result.final.val_cosine > before["val_cosine"] + 0.05
     reloaded = SentenceTransformer(str(tmp_path / "leaf"), device="cpu")
     assert [type(m).__name__ for m in reloaded] == ["Transformer", "Pooling", "Dense", "Normalize"]
     assert (tmp_path / "checkpoints").is_dir() and (tmp_path / "metrics.jsonl").is_file()
@@ -91,10 +96,7 @@ def test_training_moves_leaf_towards_teacher(tmp_path, tiny_student_dir):
 def test_warm_start_beats_random_projection_at_step_zero(tiny_student_dir):
     cold, data = _setup(tiny_student_dir)
     warm, _ = _setup(tiny_student_dir, warm=True)
-    assert (
-        train_module.validate(warm, data, 64, "cpu")["val_cosine"]
-        > train_module.validate(cold, data, 64, "cpu")["val_cosine"] + 0.2
-    )
+    assert validate(warm, data, 64, "cpu")["val_cosine"] > validate(cold, data, 64, "cpu")["val_cosine"] + 0.2
 
 
 def test_resume_after_kill_equals_uninterrupted_run(tmp_path, tiny_student_dir, monkeypatch):
@@ -105,7 +107,7 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path, tiny_student_dir, 
 
     leaf, data = _setup(tiny_student_dir, seed=1)
     calls = {"n": 0}
-    real_loss = train_module.leaf_loss
+    real_loss = loss_module.leaf_loss
 
     def dying_loss(pred, target):
         calls["n"] += 1
@@ -113,10 +115,10 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path, tiny_student_dir, 
             raise KeyboardInterrupt
         return real_loss(pred, target)
 
-    monkeypatch.setattr(train_module, "leaf_loss", dying_loss)
+    monkeypatch.setattr(loss_module, "leaf_loss", dying_loss)
     with pytest.raises(KeyboardInterrupt):
         train(leaf, data, tmp_path / "killed", config)
-    monkeypatch.setattr(train_module, "leaf_loss", real_loss)
+    monkeypatch.setattr(loss_module, "leaf_loss", real_loss)
     with pytest.raises(ConfigError, match="set resume to continue") as refused:  # the library's words
         train(leaf, data, tmp_path / "killed", config)
     assert refused.value.option == "resume" and "--resume" in refused.value.for_flag("--resume")
@@ -125,7 +127,7 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path, tiny_student_dir, 
         for p in fresh.parameters():
             p.add_(torch.randn_like(p))
     result = train(fresh, data, tmp_path / "killed", config, resume=True)
-    assert result["steps"] == 14
+    assert result.steps == 14
     for name, value in fresh.state_dict().items():
         torch.testing.assert_close(value, expected[name], rtol=0, atol=1e-6, msg=name)
 
@@ -140,14 +142,14 @@ def test_max_minutes_runs_the_schedule_on_the_clock(tmp_path, tiny_student_dir, 
         clock["t"] += 1.0
         return clock["t"]
 
-    monkeypatch.setattr(train_module, "time", types.SimpleNamespace(monotonic=tick))
+    monkeypatch.setattr(schedule_module, "time", types.SimpleNamespace(monotonic=tick))
     leaf, data = _setup(tiny_student_dir)
     config = TrainConfig(
         batch_size=16, lr=1e-3, min_lr=1e-4, cycles=1, max_minutes=1, eval_every=5, save_every=10
     )
     result = train(leaf, data, tmp_path, config)
     # The paper's 30 epochs are hundreds of steps; a minute of one-second steps is about 60.
-    assert 30 < result["steps"] <= 65
+    assert 30 < result.steps <= 65
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     lrs = [r["lr"] for r in records if r["event"] == "eval"]
     assert all(a >= b for a, b in zip(lrs, lrs[1:], strict=False)), "one cycle decays over the whole minute"

@@ -167,7 +167,7 @@ def distill(config: DistillConfig | None = None, /, **options: Any) -> DistillRe
     from leaf_hub.models import load_model
     from leaf_hub.teachers import load_teacher
     from leaf_hub.training.data import prepare_train_data, read_texts
-    from leaf_hub.training.loop import has_saved_state, train
+    from leaf_hub.training.trainer import has_saved_state, train
     from leaf_hub.training.warm_start import fit_ridge_projection, set_projection
 
     config = _config(config, options)
@@ -232,12 +232,12 @@ def distill(config: DistillConfig | None = None, /, **options: Any) -> DistillRe
         w, warm = fit_ridge_projection(pooled, data.targets[rows], seed=recipe.seed)
         set_projection(projection(leaf), w)
 
-    result = train(leaf, data, out, recipe, resume=config.resume)
+    result = train(leaf, data, out, recipe, resume=config.resume, warm_start=warm, run_started=started)
 
     if not state.is_main_process:
         return None  # type: ignore[return-value]
     write_validation(out / "validation.jsonl", texts.records(val_idx))
-    best = _best_record(out / "metrics.jsonl") or result["final"]
+    best = _best_record(out / "metrics.jsonl") or result.final.to_json()
     facts = DistillResult(
         teacher=teacher.name,
         teacher_fingerprint=teacher.fingerprint,
@@ -247,22 +247,24 @@ def distill(config: DistillConfig | None = None, /, **options: Any) -> DistillRe
         num_texts=len(texts),
         num_train=int(len(train_idx)),
         num_validation=int(len(val_idx)),
-        steps=result["steps"],
-        epochs=result["epochs"],
+        steps=result.steps,
+        epochs=result.epochs,
         batch_size=recipe.batch_size,
-        hardware=_hardware(result["device"], result["num_processes"]),
-        wall_time_s=round(time.time() - started, 1),
-        train_time_s=result["wall_time_s"],
+        hardware=_hardware(result.device, result.num_processes),
+        wall_time_s=round(result.prior_run_time_s + time.time() - started, 1),  # all invocations
+        train_time_s=result.train_time_s,
         validation=ValidationScore(l2=best["val_l2"], cosine=best["val_cosine"]),
-        best_val_l2=result["best_val_l2"],
-        warm_start=warm,
+        best_val_l2=result.best_val_l2,
+        warm_start=result.warm_start,  # kept in the saved state: a resumed run still has it
         leaf_hub_version=__version__,
         output=out,
     )
     from leaf_hub.files import atomic_write_json
 
     atomic_write_json(out / "leaf" / RUN_FACTS, facts.to_json())
-    atomic_write_json(out / "run.json", {**facts.to_json(), "options": config.options(), "train": result})
+    atomic_write_json(
+        out / "run.json", {**facts.to_json(), "options": config.options(), "train": result.to_json()}
+    )
     return facts
 
 
