@@ -89,15 +89,9 @@ def prepare(
 
 def warm_start(leaf, data, n: int = 20000, seed: int = 0) -> dict:
     """Fit the projection by ridge regression, as ``leaf-hub distill`` does by default."""
-    from leaf_hub.leaf import projection
-    from leaf_hub.training.distill import pooled_embeddings
-    from leaf_hub.training.warm_start import fit_ridge_projection, set_projection
+    from leaf_hub.training.warm_start import warm_start as fit
 
-    rows = data.train_idx[np.random.default_rng(seed).permutation(len(data.train_idx))[:n]]
-    pooled = pooled_embeddings(leaf, [data.input_ids[i] for i in rows], data.pad_token_id)
-    w, info = fit_ridge_projection(pooled, data.targets[rows], seed=seed)
-    set_projection(projection(leaf), w)
-    return info
+    return fit(leaf, data, rows=n, seed=seed)
 
 
 # The paper's single learning rate for backbone and projection (leaf-hub's default until the per-group

@@ -407,9 +407,9 @@ def phase_legacy(root: Path, n: int, steps: int, limit_gb: float) -> dict:
     from leaf_hub.leaf import projection
     from leaf_hub.teachers.cache import TeacherCache
     from leaf_hub.training.config import TrainConfig
-    from leaf_hub.training.distill import pooled_embeddings, split_validation, tokenize_for_leaf
+    from leaf_hub.training.distill import split_validation, tokenize_for_leaf
     from leaf_hub.training.trainer import train
-    from leaf_hub.training.warm_start import fit_ridge_projection, set_projection
+    from leaf_hub.training.warm_start import fit_ridge_projection, pooled_embeddings, set_projection
 
     stage = {"name": "start"}
 

@@ -73,9 +73,9 @@ def test_same_leaf_as_the_in_memory_recipe(straight, tmp_path, tiny_teacher_dir,
     from leaf_hub.teachers.cache import TeacherCache
     from leaf_hub.training.config import TrainConfig
     from leaf_hub.training.data import TrainData
-    from leaf_hub.training.distill import pooled_embeddings, split_validation, tokenize_for_leaf
+    from leaf_hub.training.distill import split_validation, tokenize_for_leaf
     from leaf_hub.training.trainer import train
-    from leaf_hub.training.warm_start import fit_ridge_projection, set_projection
+    from leaf_hub.training.warm_start import fit_ridge_projection, pooled_embeddings, set_projection
 
     run, data_path = straight
     records = load_texts([str(data_path)], seed=3).records

@@ -15,11 +15,11 @@ from leaf_hub.training import trainer as train_module
 from leaf_hub.training.batching import length_grouped_batches
 from leaf_hub.training.config import TrainConfig
 from leaf_hub.training.data import TrainData
-from leaf_hub.training.distill import pooled_embeddings, split_validation, tokenize_for_leaf
+from leaf_hub.training.distill import split_validation, tokenize_for_leaf
 from leaf_hub.training.schedule import lr_factor
 from leaf_hub.training.trainer import train
 from leaf_hub.training.validation import validate
-from leaf_hub.training.warm_start import fit_ridge_projection, set_projection
+from leaf_hub.training.warm_start import fit_ridge_projection, pooled_embeddings, set_projection
 
 WORDS = (
     "the cat dog house car tree water fire city music science history language computer data network".split()

@@ -129,24 +129,6 @@ def tokenize_for_leaf(leaf, texts: list[str], kinds: list[str], prompts: dict[st
     return out
 
 
-def pooled_embeddings(leaf, input_ids: list[list[int]], pad_id: int, batch_size: int = 64) -> np.ndarray:
-    """The leaf's mean-pooled backbone output (before the projection) for each row."""
-    import torch
-
-    from leaf_hub.training.data import collate
-
-    transformer, pooling = leaf[0], leaf[1]
-    order = np.argsort([len(x) for x in input_ids], kind="stable")
-    out = np.zeros((len(input_ids), pooling.get_embedding_dimension()), dtype=np.float32)
-    leaf.eval()
-    with torch.no_grad():
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            batch = {k: v.to(leaf.device) for k, v in collate([input_ids[i] for i in rows], pad_id).items()}
-            out[rows] = pooling(transformer(batch))["sentence_embedding"].float().cpu().numpy()
-    return out
-
-
 def distill(config: DistillConfig | None = None, /, **options: Any) -> DistillResult:
     """Distil ``config.teacher`` into a leaf on ``config.student``; returns the run's facts.
 
@@ -163,12 +145,12 @@ def distill(config: DistillConfig | None = None, /, **options: Any) -> DistillRe
 
     from leaf_hub import __version__
     from leaf_hub.data.specs import check_specs
-    from leaf_hub.leaf import build_leaf, projection
+    from leaf_hub.leaf import build_leaf
     from leaf_hub.models import load_model
     from leaf_hub.teachers import load_teacher
     from leaf_hub.training.data import prepare_train_data, read_texts
     from leaf_hub.training.trainer import has_saved_state, train
-    from leaf_hub.training.warm_start import fit_ridge_projection, set_projection
+    from leaf_hub.training.warm_start import warm_start
 
     config = _config(config, options)
     config.validate()
@@ -218,19 +200,14 @@ def distill(config: DistillConfig | None = None, /, **options: Any) -> DistillRe
     leaf.to(device)
     # Teacher cache -> token ids -> split, on disk in the cache folder (reused by reruns).
     data = prepare_train_data(config, texts=texts, teacher=teacher, leaf=leaf, state=state).data
-    train_idx, val_idx, pad_id = data.train_idx, data.val_idx, data.pad_token_id
+    train_idx, val_idx = data.train_idx, data.val_idx
     recipe = config.training
     out.mkdir(parents=True, exist_ok=True)
 
     warm = None
     resuming = config.resume and has_saved_state(out)
     if config.warm_start and not resuming:
-        rows = train_idx[
-            np.random.default_rng(recipe.seed).permutation(len(train_idx))[: config.warm_start_texts]
-        ]
-        pooled = pooled_embeddings(leaf, [data.input_ids[i] for i in rows], pad_id)
-        w, warm = fit_ridge_projection(pooled, data.targets[rows], seed=recipe.seed)
-        set_projection(projection(leaf), w)
+        warm = warm_start(leaf, data, rows=config.warm_start_texts, seed=recipe.seed)
 
     result = train(leaf, data, out, recipe, resume=config.resume, warm_start=warm, run_started=started)
 

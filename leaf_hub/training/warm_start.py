@@ -14,6 +14,8 @@ import logging
 import numpy as np
 import torch
 
+from leaf_hub.training.data import TrainData
+
 logger = logging.getLogger(__name__)
 
 ALPHAS = (1e-4, 1e-3, 1e-2, 1e-1)
@@ -74,3 +76,36 @@ def set_projection(linear: torch.nn.Linear, w: np.ndarray) -> None:
     """Load W (d_in, d_out) into a Linear layer, whose weight is (d_out, d_in)."""
     with torch.no_grad():
         linear.weight.copy_(torch.from_numpy(w.T.astype(np.float32)))
+
+
+def pooled_embeddings(leaf, input_ids: list[list[int]], pad_id: int, batch_size: int = 64) -> np.ndarray:
+    """The leaf's mean-pooled backbone output (before the projection) for each row."""
+    import torch
+
+    from leaf_hub.training.data import collate
+
+    transformer, pooling = leaf[0], leaf[1]
+    order = np.argsort([len(x) for x in input_ids], kind="stable")
+    out = np.zeros((len(input_ids), pooling.get_embedding_dimension()), dtype=np.float32)
+    leaf.eval()
+    with torch.no_grad():
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            batch = {k: v.to(leaf.device) for k, v in collate([input_ids[i] for i in rows], pad_id).items()}
+            out[rows] = pooling(transformer(batch))["sentence_embedding"].float().cpu().numpy()
+    return out
+
+
+def warm_start(leaf, data: TrainData, *, rows: int = 20000, seed: int = 0) -> dict:
+    """Fit ``leaf``'s projection on up to ``rows`` random training rows of ``data``; returns the fit's facts.
+
+    What ``distill`` does before the first step (unless told not to), and what the benchmarks call to start
+    from the same leaf.
+    """
+    from leaf_hub.leaf import projection
+
+    picked = data.train_idx[np.random.default_rng(seed).permutation(len(data.train_idx))[:rows]]
+    pooled = pooled_embeddings(leaf, [data.input_ids[i] for i in picked], data.pad_token_id)
+    w, info = fit_ridge_projection(pooled, data.targets[picked], seed=seed)
+    set_projection(projection(leaf), w)
+    return info
