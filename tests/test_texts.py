@@ -495,3 +495,18 @@ def test_hf_where_and_limit_all(tmp_path):
     assert len(ts) == 60 and all(int(t.split()[1]) % 3 for t in ts.texts())
     with pytest.raises(LeafHubError, match="no column 'lang' for where=lang:en"):
         load_texts([f"hf:{folder}::where=lang:en"])
+
+
+def test_quickstart_preset_is_the_readmes_two_sources_and_reads_offline(monkeypatch):
+    """preset:quickstart = builtin::limit=1200 + bert-tokens::limit=800 (same labels, so the same texts)."""
+    from leaf_hub.data.specs import parse_spec
+
+    assert [(s.label, s.type) for s in parse_spec("preset:quickstart")] == [
+        ("builtin::limit=1200", "builtin"),
+        ("bert-tokens::limit=800", "bert-tokens"),
+    ]
+    assert not any(s.needs_hub for s in parse_spec("preset:quickstart"))
+    with pytest.raises(LeafHubError, match="--data builtin::limit=1200 --data bert-tokens::limit=800"):
+        parse_spec("preset:quickstart::limit=10")
+    with pytest.raises(LeafHubError, match="available: leaf-paper, leaf-paper-full, quickstart"):
+        parse_spec("preset:quick")

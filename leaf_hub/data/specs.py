@@ -13,6 +13,7 @@ A spec is ``SOURCE`` or ``SOURCE::OPTIONS``, where ``OPTIONS`` is ``key=value`` 
     builtin[::limit=]                                an English corpus built from Python's own docs
     preset:leaf-paper[::limit=,vocab=PATH]           the paper's training mix, capped (needs the Hub)
     preset:leaf-paper-full[::limit=,vocab=PATH]      the paper's mix at the paper's sizes (~6.4M texts)
+    preset:quickstart                                builtin::limit=1200 + bert-tokens::limit=800 (no download)
 
 Options:
 
@@ -61,7 +62,8 @@ HF_SHUFFLE_BUFFER = 10_000
 
 DATA_SPEC_HELP = (
     "training texts; repeatable. FILE (.jsonl/.json/.txt/.parquet/.csv/.tsv, .gz too), hf:DATASET, "
-    "bert-tokens, words, words:PATH, builtin, preset:leaf-paper or preset:leaf-paper-full, optionally "
+    "bert-tokens, words, words:PATH, builtin, preset:quickstart, preset:leaf-paper or preset:leaf-paper-full, "
+    "optionally "
     "followed by '::key=value,...' (column=, type_column=, kind=query|document, limit=N|all, config=, "
     "split=); see leaf_hub/data/specs.py"
 )
@@ -154,6 +156,11 @@ PRESETS: dict[str, tuple[PresetSource, ...]] = {
     "leaf-paper": LEAF_PAPER_MIX,
     "leaf-paper-full": LEAF_PAPER_FULL_MIX,
 }
+# Presets made of other specs, read without the Hub. ``quickstart`` is the README's first run: 2,000 texts,
+# a few minutes of teacher time on two CPU cores.
+LOCAL_PRESETS: dict[str, tuple[str, ...]] = {
+    "quickstart": ("builtin::limit=1200", "bert-tokens::limit=800"),
+}
 
 
 def describe_preset(name: str = "leaf-paper") -> str:
@@ -185,7 +192,7 @@ _OPTIONS = {
 }
 FORMS = (
     "a file (.jsonl, .json, .txt, .parquet, .csv, .tsv, or .gz of those), hf:DATASET, bert-tokens, "
-    "words, words:PATH, builtin or preset:leaf-paper"
+    "words, words:PATH, builtin, preset:quickstart or preset:leaf-paper"
 )
 
 
@@ -348,8 +355,16 @@ def parse_spec(spec: str) -> list[Source]:
 
 
 def _expand_preset(spec: str, name: str, options: dict[str, str]) -> list[Source]:
+    if name in LOCAL_PRESETS:
+        if options:
+            raise LeafHubError(
+                f"preset {name!r} takes no options ({spec!r}); give its parts instead: "
+                + " ".join(f"--data {part}" for part in LOCAL_PRESETS[name])
+            )
+        return [source for part in LOCAL_PRESETS[name] for source in parse_spec(part)]
     if name not in PRESETS:
-        raise LeafHubError(f"unknown preset {name!r} in {spec!r}; available: {', '.join(sorted(PRESETS))}")
+        available = ", ".join(sorted([*PRESETS, *LOCAL_PRESETS]))
+        raise LeafHubError(f"unknown preset {name!r} in {spec!r}; available: {available}")
     limit = int(options["limit"]) if options.get("limit", "all") != "all" else None
     sources = []
     for entry in PRESETS[name]:

@@ -176,7 +176,8 @@ class DistillConfig:
         default_factory=lambda: list(DEFAULT_DATA),
         metadata=_opt(
             "training texts, repeatable: a file (.jsonl/.json/.txt/.parquet/.csv/.tsv, .gz too), hf:DATASET, "
-            "bert-tokens, words, words:PATH, builtin or preset:leaf-paper, each optionally followed by "
+            "bert-tokens, words, words:PATH, builtin, preset:quickstart (2,000 texts, no download), "
+            "preset:leaf-paper or preset:leaf-paper-full, each optionally followed by "
             "'::key=value,...' (column=, type_column=, kind=query|document, limit=N rows from this source, "
             "config=, split=)",
             flag="data",
