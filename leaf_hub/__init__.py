@@ -7,19 +7,21 @@ The pipeline, one function per stage (imported on first use, so ``import leaf_hu
     result = distill(teacher="sentence-transformers/all-mpnet-base-v2", output="runs/quickstart", max_steps=120)
     print(result.validation.cosine, result.leaf_dir)
 
-======================  =================================================================
-``load_texts``          training texts from ``--data`` specs (files, Hub datasets, generated sets)
-``load_teacher``        a teacher: a sentence-transformers model or an OpenAI-style embeddings API
-``TeacherCache``        teacher vectors computed once, on disk, resumable
-``build_leaf``          student backbone -> mean pooling -> projection (-> normalize)
-``distill``             the whole recipe: texts, teacher cache, warm start, training
-``evaluate``            a leaf against its teacher: retrieval, STS, alignment, MRL, quantization
-``benchmark``           leaf and teacher throughput, the paper's Table 8 protocol
-``export_onnx``         one ONNX graph with pooling, projection and norm inside, fp32 and int8
-``write_pair``          one asymmetric model: the leaf for queries, the teacher for documents
-``render_card``         a model or dataset card from a run's facts
-``publish``             push a leaf, pair, dataset or Space folder to the Hub
-======================  =================================================================
+============================  ===========================================================
+``load_texts``                training texts from ``--data`` specs (files, Hub datasets, generated sets)
+``load_teacher``              a teacher: a sentence-transformers model or an OpenAI-style embeddings API
+``TeacherCache``              teacher vectors computed once, on disk, resumable
+``build_leaf``                student backbone -> mean pooling -> projection (-> normalize)
+``distill``                   the whole recipe: texts, teacher cache, warm start, training
+``train``                     sentence-transformers' trainer with the leaf's recipe, on prepared TrainData
+``build_vocabulary_dataset``  the paper's Vocabulary set (word definitions) from WordNet or a chat API
+``evaluate``                  a leaf against its teacher: retrieval, STS, alignment, MRL, quantization
+``benchmark``                 leaf and teacher throughput, the paper's Table 8 protocol
+``export_onnx``               one ONNX graph with pooling, projection and norm inside, fp32 and int8
+``write_pair``                one asymmetric model: the leaf for queries, the teacher for documents
+``render_card``               a model or dataset card from a run's facts
+``publish``                   push a leaf, pair, dataset or Space folder to the Hub
+============================  ===========================================================
 """
 
 from __future__ import annotations
@@ -37,7 +39,13 @@ _API = {
     "TrainConfig": "leaf_hub.training.config",
     "distill": "leaf_hub.training.distill",
     "DistillResult": "leaf_hub.training.distill",
+    "train": "leaf_hub.training.trainer",
+    "TrainResult": "leaf_hub.training.trainer",
+    "TrainData": "leaf_hub.training.data",
+    "warm_start": "leaf_hub.training.warm_start",
     "load_texts": "leaf_hub.data.texts",
+    "VocabularyConfig": "leaf_hub.data.vocabulary",
+    "build_vocabulary_dataset": "leaf_hub.data.vocabulary",
     "TextSet": "leaf_hub.data.texts",
     "load_teacher": "leaf_hub.teachers",
     "Teacher": "leaf_hub.teachers",

@@ -73,3 +73,16 @@ def test_the_extras_leaf_hub_checks_are_the_ones_pyproject_declares():
     for extra, modules in EXTRAS.items():
         provided = {re.sub(r"[-_.]+", "-", d).lower() for m in modules for d in providers.get(m, [])}
         assert provided == declared[extra], extra
+
+
+def test_every_public_name_resolves_to_what_it_names():
+    """``from leaf_hub import X`` for every name of the public API (a stale map after a move fails here)."""
+    import inspect
+
+    import leaf_hub
+
+    for name in leaf_hub.__all__:
+        value = getattr(leaf_hub, name)
+        if name != "__version__":
+            assert inspect.isclass(value) or inspect.isfunction(value), name
+            assert value.__module__.startswith("leaf_hub."), (name, value.__module__)
