@@ -175,6 +175,7 @@ def test_unreadable_texts_are_left_out_with_a_count(tmp_path, tiny_teacher_dir, 
     assert any("left out 35 of" in r.getMessage() and "emoji" in r.getMessage() for r in caplog.records)
     facts = json.loads((tmp_path / "run" / "leaf" / "leaf_run.json").read_text())
     assert facts["num_train"] + facts["num_validation"] == facts["num_texts"] - 35
+    assert facts["tokens"]["unreadable"] == {"query": 20, "document": 15}
     held_out = [
         json.loads(line)["text"] for line in (tmp_path / "run" / "validation.jsonl").read_text().splitlines()
     ]
@@ -209,3 +210,8 @@ def test_texts_far_beyond_the_length_are_counted(tmp_path, tiny_teacher_dir, tin
     assert report.max_length == 64 and report.truncated == {"query": 0, "document": 1}
     assert report.longest_tokens > 40_000
     assert any("cut to their first 64" in r.getMessage() for r in caplog.records)
+    # ... and recorded with the leaf, for its card (how many texts were cut, and to what length).
+    from leaf_hub import DistillResult
+
+    facts = DistillResult.read(tmp_path / "run" / "leaf")
+    assert facts.tokens == report and facts.tokens.truncated_total == 1

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from leaf_hub.data.tokens import TokenReport
 from leaf_hub.errors import ConfigError, LeafHubError
 from leaf_hub.training.config import DistillConfig, TrainConfig
 
@@ -67,6 +68,8 @@ class DistillResult:
     best_val_l2: float | None
     warm_start: dict[str, Any] | None
     leaf_hub_version: str
+    # Texts cut to the leaf's length and texts left out as unreadable, by kind (None in runs before 0.1).
+    tokens: TokenReport | None = None
     output: Path | None = field(default=None, metadata={"json": False})
 
     @property
@@ -84,6 +87,8 @@ class DistillResult:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in payload.items() if k in known}
         values["validation"] = ValidationScore(**payload["validation"])
+        if payload.get("tokens"):
+            values["tokens"] = TokenReport(**payload["tokens"])
         return cls(**values, output=output)
 
     @classmethod
@@ -102,7 +107,7 @@ class DistillResult:
 
 
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, ValidationScore):
+    if isinstance(value, (ValidationScore, TokenReport)):
         return asdict(value)
     if isinstance(value, Path):
         return str(value)
@@ -199,7 +204,8 @@ def distill(config: DistillConfig | None = None, /, **options: Any) -> DistillRe
     leaf = build_leaf(student, teacher.dimension, teacher.normalized, prompts, teacher.max_seq_length)
     leaf.to(device)
     # Teacher cache -> token ids -> split, on disk in the cache folder (reused by reruns).
-    data = prepare_train_data(config, texts=texts, teacher=teacher, leaf=leaf, state=state).data
+    prepared = prepare_train_data(config, texts=texts, teacher=teacher, leaf=leaf, state=state)
+    data = prepared.data
     train_idx, val_idx = data.train_idx, data.val_idx
     recipe = config.training
     out.mkdir(parents=True, exist_ok=True)
@@ -234,6 +240,7 @@ def distill(config: DistillConfig | None = None, /, **options: Any) -> DistillRe
         best_val_l2=result.best_val_l2,
         warm_start=result.warm_start,  # kept in the saved state: a resumed run still has it
         leaf_hub_version=__version__,
+        tokens=prepared.token_report,
         output=out,
     )
     from leaf_hub.files import atomic_write_json
