@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -65,6 +65,12 @@ class BenchCell:
     @classmethod
     def from_json(cls, data: Any) -> BenchCell:
         return _from_fields(cls, data)
+
+    @classmethod
+    def is_complete(cls, data: Any) -> bool:
+        """Whether a JSON cell has every field a cell needs (a hand-edited or cut report may not)."""
+        required = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
+        return isinstance(data, dict) and required <= data.keys()
 
 
 @dataclass
@@ -230,13 +236,25 @@ class BenchReport:
 
     @classmethod
     def from_json(cls, data: Any) -> BenchReport:
-        """A report from its JSON, this version's or an older one."""
+        """A report from its JSON, this version's or an older one (parts that are not what a report writes, such
+        as a cell without its figures, are left out)."""
         data = _dict(data)
+        results = data.get("results")
         return cls(
             meta=BenchMeta.from_json(data.get("meta")),
-            results=[BenchCell.from_json(c) for c in data.get("results") or [] if isinstance(c, dict)],
-            summary={b: BackendSummary.from_json(s) for b, s in _dict(data.get("summary")).items()},
-            deployment={k: DeploymentRatio.from_json(d) for k, d in _dict(data.get("deployment")).items()},
+            results=[BenchCell.from_json(c) for c in results if BenchCell.is_complete(c)]
+            if isinstance(results, list)
+            else [],
+            summary={
+                b: BackendSummary.from_json(s)
+                for b, s in _dict(data.get("summary")).items()
+                if isinstance(s, dict)
+            },
+            deployment={
+                k: DeploymentRatio.from_json(d)
+                for k, d in _dict(data.get("deployment")).items()
+                if isinstance(d, dict)
+            },
         )
 
     @classmethod

@@ -42,34 +42,50 @@ class ValidationScore:
     l2: float
     cosine: float
 
+    @classmethod
+    def from_json(cls, payload: Any) -> ValidationScore | None:
+        """From ``{"l2": ..., "cosine": ...}``; None when a file holds no such pair of numbers."""
+        if not isinstance(payload, dict):
+            return None
+        values = {name: payload.get(name) for name in ("l2", "cosine")}
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values.values()):
+            return None
+        return cls(**values)
+
 
 @dataclass
 class DistillResult:
     """What a distillation run produced: the facts written to ``leaf/leaf_run.json`` (and run.json).
 
-    ``validation`` is the best leaf's score (the one saved in ``leaf/``).
+    ``validation`` is the best leaf's score (the one saved in ``leaf/``). A run of this version sets every
+    field; a ``leaf_run.json`` written by an earlier version, or by hand, may lack some keys, which
+    :meth:`from_json` leaves at their defaults (None, or empty), so the model card still reads it.
+    ``teacher_repo_id`` / ``student_repo_id`` name a teacher or student loaded from a local folder by its
+    Hub id (the card shows only Hub ids); they are written only when set.
     """
 
-    teacher: str
-    teacher_fingerprint: str
-    student: str
-    data: list[str]
-    data_stats: dict[str, dict[str, int]]
-    num_texts: int
-    num_train: int
-    num_validation: int
-    steps: int
-    epochs: float
-    batch_size: int
-    hardware: str
-    wall_time_s: float
-    train_time_s: float
-    validation: ValidationScore
-    best_val_l2: float | None
-    warm_start: dict[str, Any] | None
-    leaf_hub_version: str
+    teacher: str | None = None
+    teacher_fingerprint: str | None = None
+    student: str | None = None
+    data: list[str] = field(default_factory=list)
+    data_stats: dict[str, dict[str, int]] = field(default_factory=dict)
+    num_texts: int | None = None
+    num_train: int | None = None
+    num_validation: int | None = None
+    steps: int | None = None
+    epochs: float | None = None
+    batch_size: int | None = None
+    hardware: str | None = None
+    wall_time_s: float | None = None
+    train_time_s: float | None = None
+    validation: ValidationScore | None = None
+    best_val_l2: float | None = None
+    warm_start: dict[str, Any] | None = None
+    leaf_hub_version: str | None = None
     # Texts cut to the leaf's length and texts left out as unreadable, by kind (None in runs before 0.1).
     tokens: TokenReport | None = None
+    teacher_repo_id: str | None = field(default=None, metadata={"omit_none": True})
+    student_repo_id: str | None = field(default=None, metadata={"omit_none": True})
     output: Path | None = field(default=None, metadata={"json": False})
 
     @property
@@ -79,16 +95,32 @@ class DistillResult:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            f.name: _jsonable(getattr(self, f.name)) for f in fields(self) if f.metadata.get("json", True)
+            f.name: _jsonable(getattr(self, f.name))
+            for f in fields(self)
+            if f.metadata.get("json", True)
+            and not (f.metadata.get("omit_none") and getattr(self, f.name) is None)
         }
 
     @classmethod
-    def from_json(cls, payload: dict[str, Any], output: Path | None = None) -> DistillResult:
-        known = {f.name for f in fields(cls)}
+    def from_json(cls, payload: Any, output: Path | None = None) -> DistillResult:
+        """The facts from a ``leaf_run.json`` payload, this version's or an earlier one (missing keys stay at
+        their defaults; keys this version does not know are ignored)."""
+        if not isinstance(payload, dict):
+            raise LeafHubError(
+                f"run facts must be a JSON object, not {type(payload).__name__}; rerun the distillation"
+            )
+        known = {f.name for f in fields(cls) if f.metadata.get("json", True)}
         values = {k: v for k, v in payload.items() if k in known}
-        values["validation"] = ValidationScore(**payload["validation"])
-        if payload.get("tokens"):
-            values["tokens"] = TokenReport(**payload["tokens"])
+        values["validation"] = ValidationScore.from_json(payload.get("validation"))
+        data = payload.get("data")
+        values["data"] = [data] if isinstance(data, str) else list(data) if isinstance(data, list) else []
+        tokens = payload.get("tokens")
+        names = {f.name for f in fields(TokenReport)}
+        values["tokens"] = (
+            TokenReport(**{k: tokens[k] for k in names})
+            if isinstance(tokens, dict) and names <= tokens.keys()
+            else None
+        )
         return cls(**values, output=output)
 
     @classmethod
@@ -101,9 +133,12 @@ class DistillResult:
             raise LeafHubError(
                 f"{leaf_dir} has no {RUN_FACTS}: it was not written by leaf-hub distill"
             ) from None
-        except json.JSONDecodeError as exc:
-            raise LeafHubError(f"{path} is not valid JSON ({exc}); rerun the distillation") from None
-        return cls.from_json(payload, output=Path(leaf_dir).parent)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise LeafHubError(f"{path} is not readable JSON ({exc}); rerun the distillation") from None
+        try:
+            return cls.from_json(payload, output=Path(leaf_dir).parent)
+        except LeafHubError as exc:
+            raise LeafHubError(f"{path}: {exc}") from None
 
 
 def _jsonable(value: Any) -> Any:
