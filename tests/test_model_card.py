@@ -453,3 +453,94 @@ def test_each_python_block_of_the_card_runs_when_copied_alone(hub, tmp_path, tin
             [sys.executable, "-c", block], capture_output=True, text=True, env=env, timeout=300
         )
         assert proc.returncode == 0, f"{block}\n{proc.stderr[-2000:]}"
+
+
+def test_the_card_shows_the_figures_of_the_reports_evaluate_and_benchmark_return(
+    leaf_dir, tiny_teacher_dir, tmp_path, monkeypatch
+):
+    """Reports made by the library (evaluate() -> EvaluationReport, benchmark() -> BenchReport), written as
+    JSON and read back (to_json / from_json), give a card that shows their figures."""
+    from eval_helpers import synthetic_beir, write_sts_plain
+
+    from leaf_hub import BenchReport, EvaluationReport, benchmark, evaluate
+
+    monkeypatch.setenv("LEAF_HUB_CACHE", str(tmp_path / "cache"))
+    (leaf_dir / "leaf_run.json").write_text(json.dumps(LEAF_RUN))
+    report = evaluate(
+        leaf=str(leaf_dir), teacher=str(tiny_teacher_dir), retrieval=[str(synthetic_beir(tmp_path / "syn"))],
+        sts=str(write_sts_plain(tmp_path / "pairs.tsv", n=40)), dims="16,32", output=tmp_path / "report.json",
+        plots=False, batch_size=8,
+    )  # fmt: skip
+    saved = EvaluationReport.read(leaf_dir / "eval_report.json")  # evaluate() saves its report to the leaf
+    assert saved.to_json() == report.to_json()
+    bench = benchmark(
+        leaf=str(leaf_dir), teacher=str(tiny_teacher_dir), backends="torch", batch_sizes=[1, 4], repeats=2,
+        max_seq_length=32, threads=1, output=tmp_path / "bench" / "bench.json",
+        queries=[f"query number {i}" for i in range(8)],
+        documents=[f"a somewhat longer document, number {i}, about leaves" for i in range(8)],
+    )  # fmt: skip
+    assert BenchReport.read(tmp_path / "bench" / "bench.json").to_json() == bench.to_json()
+
+    text = render_card(leaf_dir, "leaf", "tester/x", bench=tmp_path / "bench" / "bench.json")
+    card = ModelCard(text)
+    body = card.text
+    # Every score of every mode, in the row of its task and metric, with the leaf's share of the teacher's.
+    for task in report.retrieval + report.sts:
+        for metric in task.scores["teacher"].to_json():
+            row = next(line for line in body.splitlines() if line.startswith(f"| {task.name} | {metric} |"))
+            for mode in ("teacher", "leaf", "asymmetric"):
+                assert f" {report.score(mode, task.name, metric):.4f} |" in row, (mode, row)
+            share = report.score("leaf", task.name, metric) / report.score("teacher", task.name, metric)
+            assert f"{100 * share:.1f}%" in row
+    alignment = next(line for line in body.splitlines() if line.startswith("| l2 |"))
+    assert f"{report.alignment.scores['leaf'].l2:.4f}" in alignment
+    mrl = next(line for line in body.splitlines() if line.startswith("| leaf | syn |"))
+    variants = report.retrieval[0].mrl_quant["leaf"]
+    figures = [*(variants.dims[d] for d in sorted(variants.dims)), variants.int8, variants.binary]
+    assert [f"{v:.4f}" for v in figures] == [c.strip() for c in mrl.strip("|").split("|")[2:]]
+    # The model-index holds the leaf's retrieval and STS figures, named by task (local files).
+    indexed = {(r.dataset_type, r.metric_name): r.metric_value for r in card.data.eval_results}
+    assert indexed == {
+        (t.name, m): v
+        for t in report.retrieval + report.sts
+        for m, v in t.scores["leaf"].to_json().items()
+        if m != "top10_overlap"
+    }
+    # The speed section: the summary's speed-ups, every timed cell, and the machine it ran on.
+    summary = bench.summary["torch"]
+    assert f"| torch | {summary.documents_speedup:.1f}x | {summary.queries_speedup:.1f}x |" in body
+    for cell in bench.results:
+        assert (
+            f"| {cell.model} | torch | {cell.kind} | {cell.batch_size} | {cell.throughput:.1f} | "
+            f"{cell.median_latency_ms:.2f} | {cell.min_latency_ms:.2f} |" in body
+        )
+    assert f"Measured with `leaf-hub bench` on {bench.meta.hardware.describe()}" in body
+    # Report objects written again (from_json of to_json) give the same card.
+    again = tmp_path / "again"
+    shutil.copytree(leaf_dir, again)
+    EvaluationReport.from_json(report.to_json()).write(again / "eval_report.json", plots=False)
+    BenchReport.from_json(bench.to_json()).write(tmp_path / "again-bench" / "bench.json")
+    assert render_card(again, "leaf", "tester/x", bench=tmp_path / "again-bench" / "bench.json") == text
+
+
+def test_an_older_leaf_run_json_still_gives_a_card(leaf_dir):
+    """leaf_run.json files of earlier versions (or the facts a hand-made leaf carries) lack newer keys: the
+    card shows what they have and says "–" / "not recorded" for the rest."""
+    from leaf_hub import DistillResult
+
+    full = DistillResult.from_json(LEAF_RUN).to_json()
+    assert "teacher_repo_id" not in full  # the optional Hub ids are written only when set
+    older = {k: LEAF_RUN[k] for k in ("teacher", "student", "data", "steps", "epochs", "batch_size")}
+    (leaf_dir / "leaf_run.json").write_text(json.dumps({**older, "some_later_key": {"x": 1}}))
+    facts = DistillResult.read(leaf_dir)
+    assert (facts.steps, facts.validation, facts.num_texts, facts.teacher_repo_id) == (777, None, None, None)
+    text = render_card(leaf_dir, "leaf", "tester/x")
+    card = ModelCard(text)
+    assert card.data.base_model == STUDENT and card.data.to_dict()["teacher"] == TEACHER
+    assert "- **Training**: 777 steps, 3.00 epochs, batch size 32" in text
+    assert "- **Hardware**: not recorded" in text and "- **Wall time**: –" in text
+    assert "Held-out alignment" not in text and "weights fingerprint" not in text and "texts)" not in text
+    assert "No `leaf_run.json`" not in text
+    # A validation entry without both numbers is no score (rather than a crash).
+    (leaf_dir / "leaf_run.json").write_text(json.dumps({**older, "validation": {"l2": 0.5}}))
+    assert "Held-out alignment" not in render_card(leaf_dir, "leaf", "tester/x")

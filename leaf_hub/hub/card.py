@@ -1,13 +1,17 @@
 """Model and dataset cards: README.md files rendered from the templates in ``templates/`` with a run's facts.
 
-A card is only as good as its facts, so every number comes from files written by earlier stages (the leaf's
-``leaf_run.json``, ``eval_report.json``, ``bench_report.json``; a pair's router config; the Vocabulary
-builder's ``build.json``; a teacher cache's ``manifest.json``), read defensively: a missing or unreadable file
-makes the card say what is missing instead of inventing numbers. The YAML metadata is built with
-``huggingface_hub.ModelCardData`` / ``DatasetCardData`` (model-index from the evaluation report) and every
-rendered card is parsed back with ``ModelCard`` / ``DatasetCard`` before it is written, so a card the Hub
-would reject never leaves this module. Cards carry a marker comment so ``leaf-hub publish`` can tell its own
-(re-renderable) cards from hand-written ones.
+A card is only as good as its facts, so every number comes from what earlier stages wrote, read back as
+their typed objects: the run's facts (:class:`~leaf_hub.training.distill.DistillResult`, ``leaf_run.json``),
+the evaluation report (:class:`~leaf_hub.evaluation.report.EvaluationReport`, ``eval_report.json``), the
+bench report (:class:`~leaf_hub.evaluation.bench_report.BenchReport`, ``bench_report.json`` or the file
+``leaf-hub bench --output`` wrote), a pair's manifest (:class:`PairManifest`, ``leaf_pair.json``), and the
+model folder's own modules (:class:`ModuleFacts`), gathered in one :class:`LeafFacts`. A missing or
+unreadable file makes the card say what is missing instead of inventing numbers. Dataset cards read the
+Vocabulary builder's ``build.json`` and a teacher cache's ``manifest.json``. The YAML metadata is built
+with ``huggingface_hub.ModelCardData`` / ``DatasetCardData`` (model-index from the evaluation report) and
+every rendered card is parsed back with ``ModelCard`` / ``DatasetCard`` before it is written, so a card the
+Hub would reject never leaves this module. Cards carry a marker comment so ``leaf-hub publish`` can tell its
+own (re-renderable) cards from hand-written ones.
 
 A card is public: it names models and datasets only by their Hub ids. A teacher or student loaded from a
 local folder is named by the Hub id given for it (``teacher_repo_id`` / ``student_repo_id``: options of
@@ -23,13 +27,19 @@ import json
 import logging
 import re
 import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from leaf_hub import files
 from leaf_hub.errors import LeafHubError
+from leaf_hub.evaluation.bench_report import BenchCell, BenchMeta, BenchReport
+from leaf_hub.evaluation.report import MODELS, EvaluationReport
+from leaf_hub.export.pair import PAIR_MANIFEST
 from leaf_hub.files import atomic_write_text, finish_temp
 from leaf_hub.models import BACKENDS
+from leaf_hub.training.distill import RUN_FACTS, DistillResult
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +75,7 @@ _TASK_NAMES = {
 # Asymmetric retrieval at or above this share of the teacher's main metric is "close to the teacher's".
 CLOSE_TO_TEACHER = 0.95
 BENCH_REPORT = "bench_report.json"
+T = TypeVar("T")
 
 
 def leaf_hub_version() -> str:
@@ -83,6 +94,18 @@ def read_json(path: Path) -> Any | None:
     """A JSON file's content, or None when it is missing or unreadable (logged: the card says it is missing)."""
     try:
         return files.read_json(path)
+    except LeafHubError as exc:
+        logger.warning("ignoring %s", exc)
+        return None
+
+
+def read_optional(path: Path, read: Callable[[Path], T]) -> T | None:
+    """``read(path)`` (a typed reader such as :meth:`EvaluationReport.read`), or None when the file is missing
+    or unreadable (logged: the card says it is missing rather than inventing numbers)."""
+    if not path.is_file():
+        return None
+    try:
+        return read(path)
     except LeafHubError as exc:
         logger.warning("ignoring %s", exc)
         return None
@@ -144,41 +167,132 @@ def detect_kind(folder: str | Path) -> str:
     )
 
 
-def _module_facts(folder: Path, modules: list[dict]) -> dict:
-    """Dimensions and architecture of a Transformer -> Pooling -> Dense -> [Normalize] stack in ``folder``."""
-    facts: dict[str, Any] = {"normalized": False}
-    for module in modules:
-        kind = str(module.get("type", ""))
-        path = folder / module.get("path", "")
-        if kind.endswith("Transformer"):
-            config = read_json(path / "config.json") or {}
-            facts["backbone_type"] = config.get("model_type")
-            facts["backbone_arch"] = (config.get("architectures") or [None])[0]
-            facts["layers"] = config.get("num_hidden_layers")
-            facts["hidden"] = config.get("hidden_size")
-            st_config = read_json(path / "sentence_bert_config.json") or {}
-            tok_config = read_json(path / "tokenizer_config.json") or {}
-            max_len = st_config.get("max_seq_length") or tok_config.get("model_max_length")
-            facts["max_seq_length"] = max_len if isinstance(max_len, int) and max_len < 10**6 else None
-        elif kind.endswith("Pooling"):
-            config = read_json(path / "config.json") or {}
-            facts["pooling"] = config.get("pooling_mode") or next(
-                (
-                    k.replace("pooling_mode_", "").replace("_tokens", "")
-                    for k, v in config.items()
-                    if v is True
-                ),
-                None,
-            )
-        elif kind.endswith("Dense"):
-            config = read_json(path / "config.json") or {}
-            facts["d_in"], facts["dim"] = config.get("in_features"), config.get("out_features")
-            facts["dense_bias"] = config.get("bias")
-        elif kind.endswith("Normalize"):
-            facts["normalized"] = True
-    if "dim" not in facts and facts.get("hidden"):
-        facts["dim"] = facts["hidden"]
-    return facts
+@dataclass
+class ModuleFacts:
+    """Architecture of a Transformer -> Pooling -> Dense -> [Normalize] module stack (a leaf, or one route of
+    a pair), read from sentence-transformers' module folders. None: the folder does not say."""
+
+    backbone_type: str | None = None
+    backbone_arch: str | None = None
+    layers: int | None = None
+    hidden: int | None = None
+    max_seq_length: int | None = None
+    pooling: str | None = None
+    d_in: int | None = None
+    dim: int | None = None  # the embedding dimension: the Dense layer's output, else the backbone's
+    dense_bias: bool | None = None
+    normalized: bool = False
+
+    @classmethod
+    def read(cls, folder: Path, modules: list[Any]) -> ModuleFacts:
+        """From ``modules`` (``modules.json`` entries: type and path) and each module's config files."""
+        facts = cls()
+        for module in modules:
+            if not isinstance(module, dict):
+                continue
+            kind = str(module.get("type", ""))
+            path = folder / module.get("path", "")
+            if kind.endswith("Transformer"):
+                config = _json_object(path / "config.json")
+                facts.backbone_type = config.get("model_type")
+                facts.backbone_arch = (config.get("architectures") or [None])[0]
+                facts.layers = config.get("num_hidden_layers")
+                facts.hidden = config.get("hidden_size")
+                st_config = _json_object(path / "sentence_bert_config.json")
+                tok_config = _json_object(path / "tokenizer_config.json")
+                max_len = st_config.get("max_seq_length") or tok_config.get("model_max_length")
+                facts.max_seq_length = max_len if isinstance(max_len, int) and max_len < 10**6 else None
+            elif kind.endswith("Pooling"):
+                config = _json_object(path / "config.json")
+                facts.pooling = config.get("pooling_mode") or next(
+                    (
+                        k.replace("pooling_mode_", "").replace("_tokens", "")
+                        for k, v in config.items()
+                        if v is True
+                    ),
+                    None,
+                )
+            elif kind.endswith("Dense"):
+                config = _json_object(path / "config.json")
+                facts.d_in, facts.dim = config.get("in_features"), config.get("out_features")
+                facts.dense_bias = config.get("bias")
+            elif kind.endswith("Normalize"):
+                facts.normalized = True
+        if facts.dim is None and facts.hidden:
+            facts.dim = facts.hidden
+        return facts
+
+
+def _json_object(path: Path) -> dict:
+    """A JSON object file (a module's config) as a dict; empty when missing, unreadable or not an object."""
+    data = read_json(path)
+    return data if isinstance(data, dict) else {}
+
+
+@dataclass
+class PairManifest:
+    """``leaf_pair.json``, written by ``leaf-hub pair``: the leaf and teacher it joined, and the leaf's run facts
+    (the pair folder has no ``leaf_run.json`` of its own)."""
+
+    leaf: str | None = None
+    teacher: str | None = None
+    teacher_repo_id: str | None = None
+    leaf_run: DistillResult | None = None
+
+    @classmethod
+    def from_json(cls, payload: Any) -> PairManifest:
+        if not isinstance(payload, dict):
+            raise LeafHubError(f"a pair manifest must be a JSON object, not {type(payload).__name__}")
+        run = payload.get("leaf_run")
+        strings = {k: payload.get(k) for k in ("leaf", "teacher", "teacher_repo_id")}
+        return cls(
+            **{k: str(v) if v else None for k, v in strings.items()},
+            leaf_run=DistillResult.from_json(run) if isinstance(run, dict) else None,
+        )
+
+    @classmethod
+    def read(cls, path: Path) -> PairManifest:
+        data = files.read_json(path)
+        if data is None:
+            raise LeafHubError(f"{path} does not exist; write the pair with `leaf-hub pair`")
+        try:
+            return cls.from_json(data)
+        except LeafHubError as exc:
+            raise LeafHubError(f"{path}: {exc}") from None
+
+
+@dataclass
+class LeafFacts:
+    """Everything the leaf and pair templates show, from the files in a model folder (see :func:`model_facts`).
+
+    ``arch`` is the leaf's module stack (a pair's query route); ``teacher`` / ``student`` are Hub ids or None
+    (a card never shows a local path); ``local_teacher`` / ``local_student`` the local folders a run recorded
+    without a Hub id, and ``local_paths`` every local path the run recorded (a kept README must not show them).
+    """
+
+    kind: str
+    arch: ModuleFacts
+    routes: dict[str, ModuleFacts]
+    run: DistillResult | None
+    eval: EvaluationReport | None
+    # `leaf-hub evaluate --leaf-backend onnx[-int8]`: the same tasks with the leaf run as its ONNX graphs.
+    served_evals: dict[str, EvaluationReport]
+    bench: BenchReport | None
+    pair: PairManifest | None
+    prompts: dict[str, str]
+    similarity: str
+    parameters: int | None
+    onnx: bool
+    onnx_int8: bool
+    plots: list[str]
+    teacher: str | None
+    student: str | None
+    local_teacher: str | None
+    local_student: str | None
+    local_paths: dict[str, str]
+    data: list[str]
+    hub_data: list[str]
+    local_data: list[str]
 
 
 def model_facts(
@@ -188,8 +302,8 @@ def model_facts(
     teacher_repo_id: str | None = None,
     student_repo_id: str | None = None,
     bench: str | Path | None = None,
-) -> dict:
-    """Everything the leaf and pair templates use, from the files in a model folder.
+) -> LeafFacts:
+    """The facts of a leaf or pair model folder: its modules, run facts, evaluation and bench reports.
 
     ``teacher_repo_id`` / ``student_repo_id`` name a teacher or student recorded as a local folder by its
     Hub id; ``bench`` is a ``leaf-hub bench`` report elsewhere than ``bench_report.json`` in the folder.
@@ -199,74 +313,77 @@ def model_facts(
         raise LeafHubError(
             f"benchmark report {str(bench)!r} does not exist; give the JSON `leaf-hub bench` wrote"
         )
-    modules = read_json(folder / "modules.json") or []
-    st_config = read_json(folder / "config_sentence_transformers.json") or {}
-    # A pair written by `leaf-hub pair` carries leaf_pair.json: its leaf, teacher and the leaf's run facts.
-    pair_info = (
-        (read_json(folder / "leaf_pair.json") or read_json(folder / "pair.json")) if kind == "pair" else None
-    )
-    run = read_json(folder / "leaf_run.json")
-    if run is None and isinstance(pair_info, dict):
-        run = pair_info.get("leaf_run")
-    facts: dict[str, Any] = {
-        "kind": kind,
-        "run": run if isinstance(run, dict) else None,
-        "eval": read_json(folder / leaf_report_name("torch")),
-        # `leaf-hub evaluate --leaf-backend onnx[-int8]`: the same tasks with the leaf run as its ONNX graphs.
-        "served_evals": {
-            backend: report
-            for backend in BACKENDS
-            if backend != "torch"
-            and isinstance(report := read_json(folder / leaf_report_name(backend)), dict)
-        },
-        "bench": read_json(Path(bench) if bench is not None else folder / BENCH_REPORT),
-        "pair_info": pair_info,
-        "prompts": {k: v for k, v in (st_config.get("prompts") or {}).items() if v},
-        "similarity": st_config.get("similarity_fn_name") or "cosine",
-        "parameters": safetensors_parameters(folder),
-        "onnx": (folder / "onnx" / "model.onnx").is_file(),
-        "onnx_int8": (folder / "onnx" / "model_quantized.onnx").is_file(),
-        "plots": sorted(str(p.relative_to(folder)) for p in folder.rglob("*.png")),
-        "routes": {},
-    }
-    if kind == "pair":
-        router = read_json(folder / "router_config.json") or {}
-        for module in modules:
-            if "Router" in str(module.get("type", "")):
-                router = read_json(folder / module.get("path", "") / "router_config.json") or router
-        structure = router.get("structure") or {}
-        types = router.get("types") or {}
-        for route, ids in structure.items():
-            sub = [{"type": types.get(i, ""), "path": i} for i in ids]
-            facts["routes"][route] = _module_facts(folder, sub)
-        query = facts["routes"].get("query") or {}
-        facts.update({k: v for k, v in query.items() if k not in facts})
-    else:
-        facts.update(_module_facts(folder, modules))
-    run = facts["run"] or {}
-    pair_info = facts["pair_info"] or {}
-    teacher = pair_info.get("teacher") or run.get("teacher")
-    student = run.get("student")
     for name, value in (("teacher_repo_id", teacher_repo_id), ("student_repo_id", student_repo_id)):
         if value is not None and not is_hub_id(value):
             raise LeafHubError(f"{name} {value!r} is not a Hub id; give it as OWNER/NAME")
+    modules = read_json(folder / "modules.json")
+    modules = modules if isinstance(modules, list) else []
+    st_config = _json_object(folder / "config_sentence_transformers.json")
+    prompts = st_config.get("prompts")
+    # A pair written by `leaf-hub pair` carries leaf_pair.json: its leaf, teacher and the leaf's run facts.
+    pair = None
+    if kind == "pair":
+        pair = read_optional(folder / PAIR_MANIFEST, PairManifest.read) or read_optional(
+            folder / "pair.json", PairManifest.read
+        )
+    run = read_optional(folder / RUN_FACTS, lambda path: DistillResult.read(path.parent))
+    if run is None and pair is not None:
+        run = pair.leaf_run
+    routes: dict[str, ModuleFacts] = {}
+    if kind == "pair":
+        router = _json_object(folder / "router_config.json")
+        for module in modules:
+            if isinstance(module, dict) and "Router" in str(module.get("type", "")):
+                router = _json_object(folder / module.get("path", "") / "router_config.json") or router
+        structure, types = router.get("structure"), router.get("types")
+        types = types if isinstance(types, dict) else {}
+        for route, ids in (structure if isinstance(structure, dict) else {}).items():
+            routes[route] = ModuleFacts.read(folder, [{"type": types.get(i, ""), "path": i} for i in ids])
+        arch = routes.get("query") or ModuleFacts()
+    else:
+        arch = ModuleFacts.read(folder, modules)
+    teacher = (pair.teacher if pair else None) or (run.teacher if run else None)
+    student = run.student if run else None
     # What the card may name: Hub ids (given, recorded by distill, or the recorded name when it is one).
     # A pair names the teacher it actually paired (its manifest), not the one recorded by the leaf's run.
-    recorded = pair_info.get("teacher_repo_id") if pair_info.get("teacher") else run.get("teacher_repo_id")
-    facts["teacher"] = _hub_name(teacher_repo_id, recorded, teacher)
-    facts["student"] = _hub_name(student_repo_id, run.get("student_repo_id"), student)
-    facts["local_teacher"] = None if facts["teacher"] or not teacher else str(teacher)
-    facts["local_student"] = None if facts["student"] or not student else str(student)
-    # Local paths the run recorded, named by a Hub id or not: a kept README must not show them either.
-    facts["local_paths"] = {
-        role: str(value)
-        for role, value in (("teacher", teacher), ("student", student))
-        if value and not is_hub_id(str(value))
-    }
-    facts["data"] = [str(d) for d in run.get("data") or []]
-    facts["hub_data"] = [d for d in facts["data"] if is_hub_id(d)]
-    facts["local_data"] = [_file_name(d) for d in facts["data"] if not is_hub_id(d)]
-    return facts
+    recorded = pair.teacher_repo_id if pair and pair.teacher else (run.teacher_repo_id if run else None)
+    teacher_id = _hub_name(teacher_repo_id, recorded, teacher)
+    student_id = _hub_name(student_repo_id, run.student_repo_id if run else None, student)
+    data = [str(d) for d in run.data] if run else []
+    return LeafFacts(
+        kind=kind,
+        arch=arch,
+        routes=routes,
+        run=run,
+        eval=read_optional(folder / leaf_report_name("torch"), EvaluationReport.read),
+        served_evals={
+            backend: report
+            for backend in BACKENDS
+            if backend != "torch"
+            and (report := read_optional(folder / leaf_report_name(backend), EvaluationReport.read))
+        },
+        bench=read_optional(Path(bench) if bench is not None else folder / BENCH_REPORT, BenchReport.read),
+        pair=pair,
+        prompts={k: v for k, v in (prompts if isinstance(prompts, dict) else {}).items() if v},
+        similarity=st_config.get("similarity_fn_name") or "cosine",
+        parameters=safetensors_parameters(folder),
+        onnx=(folder / "onnx" / "model.onnx").is_file(),
+        onnx_int8=(folder / "onnx" / "model_quantized.onnx").is_file(),
+        plots=sorted(str(p.relative_to(folder)) for p in folder.rglob("*.png")),
+        teacher=teacher_id,
+        student=student_id,
+        local_teacher=None if teacher_id or not teacher else str(teacher),
+        local_student=None if student_id or not student else str(student),
+        # Local paths the run recorded, named by a Hub id or not: a kept README must not show them either.
+        local_paths={
+            role: str(value)
+            for role, value in (("teacher", teacher), ("student", student))
+            if value and not is_hub_id(str(value))
+        },
+        data=data,
+        hub_data=[d for d in data if is_hub_id(d)],
+        local_data=[_file_name(d) for d in data if not is_hub_id(d)],
+    )
 
 
 def _hub_name(*candidates: Any) -> str | None:
@@ -280,9 +397,10 @@ def _file_name(spec: str) -> str:
     return Path(path).name + sep + options
 
 
-def local_models(facts: dict) -> dict[str, str]:
+def local_models(facts: LeafFacts) -> dict[str, str]:
     """The models a card needs but can only name by a local folder: ``{"teacher": "/some/folder", ...}``."""
-    return {role: facts[f"local_{role}"] for role in ("teacher", "student") if facts.get(f"local_{role}")}
+    local = {"teacher": facts.local_teacher, "student": facts.local_student}
+    return {role: path for role, path in local.items() if path}
 
 
 # -- evaluation and bench tables -----------------------------------------------------------------------
@@ -296,133 +414,172 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def _results(report: Any) -> dict:
-    results = report.get("results") if isinstance(report, dict) else None
-    return results if isinstance(results, dict) else {}
+@dataclass
+class ResultRow:
+    """One metric of one task across the modes (teacher, leaf, asymmetric), with the shares of the teacher's."""
+
+    task: str
+    metric: str
+    values: dict[str, float]
+    ratio: str = "–"
+    asym_ratio: str = "–"
 
 
-def eval_tables(report: Any) -> dict:
+@dataclass
+class MrlRow:
+    """One mode on one collection: nDCG@10 per truncation / precision column (``dim=64``, ``int8``, ...)."""
+
+    model: str
+    task: str
+    values: dict[str, float]
+
+
+@dataclass
+class EvalTables:
+    """The evaluation report as the card's tables."""
+
+    models: list[str] = field(default_factory=list)
+    main: list[ResultRow] = field(default_factory=list)
+    alignment: list[ResultRow] = field(default_factory=list)
+    mrl_rows: list[MrlRow] = field(default_factory=list)
+    mrl_columns: list[str] = field(default_factory=list)
+
+
+_PRECISIONS = ["float32", "int8", "uint8", "binary", "ubinary"]
+
+
+def _column_order(key: str) -> tuple:
+    match = re.fullmatch(r"dim=(\d+)", key)
+    if match:
+        return (0, int(match.group(1)), key)
+    return (1, _PRECISIONS.index(key) if key in _PRECISIONS else len(_PRECISIONS), key)
+
+
+def eval_tables(report: EvaluationReport | None) -> EvalTables:
     """The evaluation report as table rows: main metrics (teacher/leaf/asymmetric), alignment, MRL/quant."""
-    results = _results(report)
-    models = [m for m in ("teacher", "leaf", "asymmetric") if isinstance(results.get(m), dict)]
-    main, alignment = [], []
-    tasks: list[str] = []
-    for model in models:
-        for task in results[model]:
-            if task not in tasks and task != "mrl_quant":
-                tasks.append(task)
+    if report is None:
+        return EvalTables()
+    tasks = [t for t in report.tasks() if any(t.scores.values())]
+    models = [m for m in MODELS if any(t.scores.get(m) for t in tasks)]
+    tables = EvalTables(models=models)
     for task in tasks:
-        metrics: list[str] = []
-        for model in models:
-            for metric in (
-                (results[model].get(task) or {}) if isinstance(results[model].get(task), dict) else {}
-            ):
-                if metric not in metrics:
-                    metrics.append(metric)
+        metrics = list(dict.fromkeys(k for m in models if m in task.scores for k in task.scores[m].to_json()))
         for metric in metrics:
-            values = {m: (results[m].get(task) or {}).get(metric) for m in models}
-            values = {m: v for m, v in values.items() if isinstance(v, (int, float))}
+            values = {m: task.scores[m].get(metric) for m in models if m in task.scores}
+            values = {m: v for m, v in values.items() if v is not None}
             if not values:
                 continue
-            row = {"task": task, "metric": metric, "values": values}
-            if task == "alignment":
-                alignment.append(row)
+            row = ResultRow(task.name, metric, values)
+            if task.kind == "alignment":
+                tables.alignment.append(row)
                 continue
             teacher, leaf = values.get("teacher"), values.get("leaf")
-            row["ratio"] = f"{100 * leaf / teacher:.1f}%" if teacher and leaf is not None else "–"
-            row["asym_ratio"] = (
-                f"{100 * values['asymmetric'] / teacher:.1f}%" if teacher and "asymmetric" in values else "–"
-            )
-            main.append(row)
-    mrl = report.get("mrl_quant") if isinstance(report, dict) else None
-    if not isinstance(mrl, dict):
-        mrl = results.get("mrl_quant") if isinstance(results.get("mrl_quant"), dict) else {}
-    mrl_rows, mrl_columns = [], []
-    for model, tasks_ in mrl.items():
-        for task, values in (tasks_ or {}).items() if isinstance(tasks_, dict) else []:
-            if not isinstance(values, dict):
+            row.ratio = f"{100 * leaf / teacher:.1f}%" if teacher and leaf is not None else "–"
+            if teacher and "asymmetric" in values:
+                row.asym_ratio = f"{100 * values['asymmetric'] / teacher:.1f}%"
+            tables.main.append(row)
+    for model in MODELS:
+        for task in report.retrieval:
+            variants = task.mrl_quant.get(model)
+            if variants is None:
                 continue
-            mrl_rows.append({"model": model, "task": task, "values": values})
-            for key in values:
-                if key not in mrl_columns:
-                    mrl_columns.append(key)
-
-    precisions = ["float32", "int8", "uint8", "binary", "ubinary"]
-
-    def _order(key: str) -> tuple:
-        match = re.fullmatch(r"dim=(\d+)", key)
-        if match:
-            return (0, int(match.group(1)), key)
-        return (1, precisions.index(key) if key in precisions else len(precisions), key)
-
-    mrl_columns.sort(key=_order)
-    return {
-        "models": models,
-        "main": main,
-        "alignment": alignment,
-        "mrl_rows": mrl_rows,
-        "mrl_columns": mrl_columns,
-    }
+            values = variants.to_json()
+            tables.mrl_rows.append(MrlRow(model, task.name, values))
+            tables.mrl_columns += [k for k in values if k not in tables.mrl_columns]
+    tables.mrl_columns.sort(key=_column_order)
+    return tables
 
 
-def _leaf_and_asymmetric(results: dict, task: str, metric: str) -> dict:
-    return {mode: ((results.get(mode) or {}).get(task) or {}).get(metric) for mode in ("leaf", "asymmetric")}
+@dataclass
+class ServedRow:
+    """One task's first metric with the leaf run as an ONNX graph, beside the PyTorch leaf's."""
+
+    graph: str
+    teacher: str
+    task: str
+    metric: str
+    values: dict[str, float | None]  # leaf, asymmetric
+    pytorch: dict[str, float | None]
 
 
-def served_tables(reference: Any, served: dict[str, Any]) -> list[dict]:
+def _leaf_and_asymmetric(report: EvaluationReport | None, task: str, metric: str) -> dict[str, float | None]:
+    return {mode: report.score(mode, task, metric) if report else None for mode in ("leaf", "asymmetric")}
+
+
+def served_tables(reference: EvaluationReport | None, served: dict[str, EvaluationReport]) -> list[ServedRow]:
     """Rows comparing the leaf run as its ONNX graphs with the PyTorch leaf: each task's first metric."""
-    ref = _results(reference)
     names = {"onnx": "`onnx/model.onnx` (fp32)", "onnx-int8": "`onnx/model_quantized.onnx` (int8)"}
     teacher_names = {"torch": "PyTorch", "onnx": "fp32 graph", "onnx-int8": "int8 graph"}
     rows = []
     for backend, report in served.items():
-        results = _results(report)
-        teacher_backend = (_meta(report).get("backends") or {}).get("teacher", "torch")
-        for task, metrics in (results.get("leaf") or {}).items():
-            if task == "alignment" or not isinstance(metrics, dict) or not metrics:
+        teacher_backend = report.meta.backends.get("teacher", "torch")
+        for task in report.tasks():
+            metrics = task.scores.get("leaf")
+            if task.kind == "alignment" or not metrics:
                 continue
-            metric = next(iter(metrics))
+            metric = next(iter(metrics.to_json()))
             rows.append(
-                {
-                    "graph": names.get(backend, backend),
-                    "teacher": teacher_names.get(teacher_backend, str(teacher_backend)),
-                    "task": task,
-                    "metric": metric,
-                    "values": _leaf_and_asymmetric(results, task, metric),
-                    "pytorch": _leaf_and_asymmetric(ref, task, metric),
-                }
+                ServedRow(
+                    graph=names.get(backend, backend),
+                    teacher=teacher_names.get(teacher_backend, str(teacher_backend)),
+                    task=task.name,
+                    metric=metric,
+                    values=_leaf_and_asymmetric(report, task.name, metric),
+                    pytorch=_leaf_and_asymmetric(reference, task.name, metric),
+                )
             )
     return rows
 
 
-def bench_tables(report: Any) -> dict:
-    rows = report.get("results") if isinstance(report, dict) else None
-    rows = [r for r in rows or [] if isinstance(r, dict)]
-    summary = report.get("summary") if isinstance(report, dict) else None
-    summary_rows = []
-    for backend, values in (summary or {}).items() if isinstance(summary, dict) else []:
-        if not isinstance(values, dict):
-            continue
-        under = _under_budget(values.get("max_batch_under_100ms"))
-        summary_rows.append(
-            {
-                "backend": backend,
-                "documents": values.get("documents_speedup"),
-                "queries": values.get("queries_speedup"),
-                "under_100ms": under,
-            }
+@dataclass
+class SpeedRow:
+    """One backend of a bench report's summary: the leaf's speed-ups and the latency budget."""
+
+    backend: str
+    documents: float | None
+    queries: float | None
+    under_100ms: str
+
+
+@dataclass
+class BenchTables:
+    """The bench report as the card's speed section."""
+
+    rows: list[BenchCell] = field(default_factory=list)
+    summary: list[SpeedRow] = field(default_factory=list)
+    setup: str | None = None
+    caveat: str | None = None
+
+
+def bench_tables(report: BenchReport | None) -> BenchTables:
+    if report is None:
+        return BenchTables()
+    summary = [
+        SpeedRow(
+            backend=backend,
+            documents=values.documents_speedup,
+            queries=values.queries_speedup,
+            under_100ms=_under_budget(values.max_batch_under_100ms),
         )
-    meta = _meta(report)
-    return {"rows": rows, "summary": summary_rows, "setup": bench_setup(meta), "caveat": bench_caveat(meta)}
+        for backend, values in report.summary.items()
+    ]
+    return BenchTables(
+        rows=list(report.results),
+        summary=summary,
+        setup=bench_setup(report.meta),
+        caveat=bench_caveat(report.meta),
+    )
 
 
-def bench_caveat(meta: dict) -> str | None:
+def bench_caveat(meta: BenchMeta) -> str | None:
     """The warning ``leaf-hub bench`` gave when other processes kept the cores busy as it began, or None.
 
     Its figures are then skewed (with the cores oversubscribed every threaded operator waits), so a card
     that shows them says so, as bench said on the console.
     """
-    busy, threads, cores = meta.get("busy_cores_before"), meta.get("threads"), meta.get("cores")
+    hardware = meta.hardware
+    busy = meta.busy_cores_before
+    threads, cores = (hardware.threads, hardware.cores) if hardware else (None, None)
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (busy, threads, cores)):
         return None
     if busy + threads <= cores + 0.25:
@@ -434,30 +591,31 @@ def bench_caveat(meta: dict) -> str | None:
     )
 
 
-def asymmetric_summary(tables: dict) -> dict | None:
+@dataclass
+class AsymmetricSummary:
     """How the asymmetric mode did on the first retrieval metric: task, metric, share of the teacher's."""
-    for row in tables.get("main", []):
-        values = row["values"]
-        if (
-            _task_type(row["metric"]) != "Retrieval"
-            or not values.get("teacher")
-            or "asymmetric" not in values
-        ):
+
+    task: str
+    metric: str
+    share: str
+    close: bool  # at least CLOSE_TO_TEACHER of the teacher's
+
+
+def asymmetric_summary(tables: EvalTables) -> AsymmetricSummary | None:
+    """How the asymmetric mode did on the first retrieval metric: task, metric, share of the teacher's."""
+    for row in tables.main:
+        values = row.values
+        if _task_type(row.metric) != "Retrieval" or not values.get("teacher") or "asymmetric" not in values:
             continue
         share = values["asymmetric"] / values["teacher"]
-        return {
-            "task": row["task"],
-            "metric": row["metric"],
-            "share": f"{100 * share:.1f}%",
-            "close": share >= CLOSE_TO_TEACHER,
-        }
+        return AsymmetricSummary(row.task, row.metric, f"{100 * share:.1f}%", share >= CLOSE_TO_TEACHER)
     return None
 
 
-def _under_budget(under: Any) -> Any:
+def _under_budget(under: dict[str, dict[str, int | None]]) -> str:
     """``{model: {kind: batch}}`` (as leaf-hub bench writes it) as "queries: teacher 4 / leaf 24; ..."."""
-    if not isinstance(under, dict):
-        return under
+    if not under or not isinstance(under, dict):
+        return _fmt(under or None)
     per_model = {m: v for m, v in under.items() if isinstance(v, dict)}
     if not per_model:
         return ", ".join(f"{k}: {v}" for k, v in under.items())
@@ -475,31 +633,22 @@ _BATCHING = {
 }
 
 
-def bench_setup(meta: dict) -> str | None:
+def bench_setup(meta: BenchMeta | dict[str, Any]) -> str | None:
     """What a bench report's speed-ups were measured on, in words: CPU, threads, sequence length, batching.
 
     A ratio means little without them (here one thread or two moved it by 10%, the batching by 6%).
+    ``meta`` is a :class:`BenchMeta` (a report's JSON ``meta`` is read as one).
     """
+    if not isinstance(meta, BenchMeta):
+        meta = BenchMeta.from_json(meta)
     parts = []
-    if meta.get("cpu"):
-        threads, cores = meta.get("threads"), meta.get("cores")
-        parts.append(
-            str(meta["cpu"])
-            + (f", {threads} thread{'s' if threads != 1 else ''}" if threads else "")
-            + (f" of {cores} cores" if cores else "")
-        )
-    elif meta.get("hardware"):
-        parts.append(str(meta["hardware"]))
-    if meta.get("max_seq_length"):
-        parts.append(f"both models at max_seq_length {meta['max_seq_length']}")
-    if meta.get("batching") in _BATCHING:
-        parts.append(_BATCHING[meta["batching"]])
+    if meta.hardware:
+        parts.append(meta.hardware.describe())
+    if meta.max_seq_length:
+        parts.append(f"both models at max_seq_length {meta.max_seq_length}")
+    if meta.batching in _BATCHING:
+        parts.append(_BATCHING[meta.batching])
     return "; ".join(parts) or None
-
-
-def _meta(report: Any) -> dict:
-    meta = report.get("meta") if isinstance(report, dict) else None
-    return meta if isinstance(meta, dict) else {}
 
 
 def _task_type(metric: str) -> str | None:
@@ -527,7 +676,7 @@ def hub_dataset(source: Any) -> tuple[str, str | None] | None:
     return None
 
 
-def eval_results(report: Any, model: str) -> list:
+def eval_results(report: EvaluationReport | None, model: str) -> list:
     """``huggingface_hub.EvalResult`` entries for one model of the report (retrieval and STS metrics).
 
     A task read from the Hub names that dataset and split; one read from local files is named by the task
@@ -536,22 +685,19 @@ def eval_results(report: Any, model: str) -> list:
     from huggingface_hub import EvalResult
 
     out = []
-    tasks = _results(report).get(model)
-    sources = _meta(report).get("datasets")
-    sources = sources if isinstance(sources, dict) else {}
-    for task, metrics in (tasks or {}).items() if isinstance(tasks, dict) else []:
-        if task in ("alignment", "mrl_quant") or not isinstance(metrics, dict):
+    for task in report.tasks() if report else []:
+        metrics = task.scores.get(model)
+        if task.kind == "alignment" or not metrics:
             continue
-        source = (sources.get(task) or {}).get("source") if isinstance(sources.get(task), dict) else None
-        hub = hub_dataset(source)
-        display = _TASK_NAMES.get(task, task)
+        hub = hub_dataset(task.source)
+        display = _TASK_NAMES.get(task.name, task.name)
         if hub is not None:
             dataset_type, split, name = hub[0], hub[1], display
         else:
-            dataset_type, split, name = task, None, f"{display} (local files)"
-        for metric, value in metrics.items():
+            dataset_type, split, name = task.name, None, f"{display} (local files)"
+        for metric, value in metrics.to_json().items():
             task_type = _task_type(metric)
-            if task_type is None or not isinstance(value, (int, float)) or isinstance(value, bool):
+            if task_type is None:
                 continue
             metric_type = metric.lower().replace("@", "_at_")
             if task_type == "STS" and not metric_type.startswith("cos"):
@@ -615,15 +761,20 @@ def _human_count(n: int | None) -> str:
     return str(n)
 
 
-def _title(folder: Path, repo_id: str | None, facts: dict) -> str:
+def _title(folder: Path, repo_id: str | None, facts: LeafFacts) -> str:
     if repo_id:
         return repo_id.split("/")[-1]
     name = folder.resolve().name
-    if name in ("leaf", "pair", "model") and facts.get("teacher"):
-        base = str(facts.get("student") or "leaf").rstrip("/").split("/")[-1]
+    if name in ("leaf", "pair", "model") and facts.teacher:
+        base = str(facts.student or "leaf").rstrip("/").split("/")[-1]
         suffix = "leaf" if name == "leaf" else "pair"
-        return f"{base}-{suffix}-of-{str(facts['teacher']).rstrip('/').split('/')[-1]}"
+        return f"{base}-{suffix}-of-{facts.teacher.rstrip('/').split('/')[-1]}"
     return name
+
+
+def _shallow(obj: Any) -> dict[str, Any]:
+    """A dataclass's fields as template variables, their values as they are (nested objects stay typed)."""
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
 
 
 def render_model_card(
@@ -635,7 +786,11 @@ def render_model_card(
     student_repo_id: str | None = None,
     bench: str | Path | None = None,
 ) -> str:
-    """The README.md text of a leaf or pair model folder (options as in :func:`model_facts`)."""
+    """The README.md text of a leaf or pair model folder (options as in :func:`model_facts`).
+
+    The templates see the :class:`LeafFacts` fields (``run`` a DistillResult or None, ``arch`` the module
+    stack, ``teacher`` ...) and the tables built here from the typed reports.
+    """
     from huggingface_hub import ModelCardData
 
     from leaf_hub.leaf import LOADS_IN
@@ -644,7 +799,7 @@ def render_model_card(
     facts = model_facts(
         folder, kind, teacher_repo_id=teacher_repo_id, student_repo_id=student_repo_id, bench=bench
     )
-    teacher, student = facts["teacher"], facts["student"]
+    teacher, student = facts.teacher, facts.student
     title = _title(folder, repo_id, facts)
     model_id = repo_id or f"your-username/{title}"
     tags = [
@@ -655,13 +810,13 @@ def render_model_card(
         "leaf",
     ]
     tags += ["asymmetric", "router"] if kind == "pair" else ["embedding-distillation"]
-    if facts["onnx"]:
+    if facts.onnx:
         tags.append("onnx")
-    if facts["onnx"] and facts["onnx_int8"]:
+    if facts.onnx and facts.onnx_int8:
         tags.append("transformers.js")
     base_models = [m for m in ([student] + ([teacher] if kind == "pair" else [])) if m]
-    datasets = facts["hub_data"]
-    results = eval_results(facts["eval"], "asymmetric" if kind == "pair" else "leaf")
+    datasets = facts.hub_data
+    results = eval_results(facts.eval, "asymmetric" if kind == "pair" else "leaf")
     extra: dict[str, Any] = {}
     if teacher:
         extra["teacher"] = str(teacher)
@@ -677,21 +832,24 @@ def render_model_card(
         eval_results=results or None,
         **extra,
     )
-    tables = eval_tables(facts["eval"])
+    tables = eval_tables(facts.eval)
+    meta = facts.eval.meta if facts.eval else None
+    dim = facts.arch.dim
     context = {
-        **facts,
+        **_shallow(facts),
         "title": title,
         "model_id": model_id,
         "repo_id": repo_id,
-        "params_h": _human_count(facts["parameters"]),
+        "params_h": _human_count(facts.parameters),
         "eval_tables": tables,
         "asymmetric": asymmetric_summary(tables),
         # The MRL example's truncation: 256 for a large space, half of a small one.
-        "mrl_dim": 256 if (facts.get("dim") or 768) > 256 else max(1, int(facts["dim"]) // 2),
+        "mrl_dim": 256 if (dim or 768) > 256 else max(1, int(dim) // 2),
         "loads_in": LOADS_IN,
-        "served_rows": served_tables(facts["eval"], facts["served_evals"]),
-        "eval_date": _meta(facts["eval"]).get("date") or _meta(facts["eval"]).get("created"),
-        "bench_tables": bench_tables(facts["bench"]),
+        "served_rows": served_tables(facts.eval, facts.served_evals),
+        # Reports before `created` said `date`.
+        "eval_date": (meta.extra.get("date") or meta.created) if meta else None,
+        "bench_tables": bench_tables(facts.bench),
         "hub_datasets": datasets,
         "citation": CITATION,
         "paper_url": PAPER_URL,

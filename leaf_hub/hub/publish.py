@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from leaf_hub.errors import ConfigError, LeafHubError
-from leaf_hub.hub.card import leaf_hub_version
+from leaf_hub.hub.card import LeafFacts, leaf_hub_version
 from leaf_hub.offline import hub_offline
 
 logger = logging.getLogger(__name__)
@@ -149,12 +149,12 @@ def check_repo_id(repo_id: str) -> str:
     return repo_id
 
 
-def _check_no_local_models(folder: Path, repo_id: str, facts: dict, readme: str | None) -> None:
+def _check_no_local_models(folder: Path, repo_id: str, facts: LeafFacts, readme: str | None) -> None:
     """Refuse a public card that would name a model by a local path (see the module docstring)."""
     from leaf_hub.hub.card import local_models
 
     if readme is not None:
-        for role, path in facts.get("local_paths", {}).items():
+        for role, path in facts.local_paths.items():
             if path in readme:
                 raise LeafHubError(
                     f"{folder / 'README.md'} shows the {role}'s local path {path!r}, which no one else can load; "
