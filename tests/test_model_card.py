@@ -544,3 +544,24 @@ def test_an_older_leaf_run_json_still_gives_a_card(leaf_dir):
     # A validation entry without both numbers is no score (rather than a crash).
     (leaf_dir / "leaf_run.json").write_text(json.dumps({**older, "validation": {"l2": 0.5}}))
     assert "Held-out alignment" not in render_card(leaf_dir, "leaf", "tester/x")
+
+
+def test_the_card_says_how_many_texts_were_cut_or_left_out(leaf_dir):
+    """leaf_run.json's token report (issue 19 items 6 and 11) reaches the card; runs without one show no line."""
+    from leaf_hub.data.tokens import TokenReport
+
+    tokens = {
+        "max_length": 128,
+        "truncated": {"document": 3},
+        "unreadable": {"query": 2},
+        "longest_tokens": 40000,
+    }
+    (leaf_dir / "leaf_run.json").write_text(json.dumps({**LEAF_RUN, "tokens": tokens}))
+    text = render_card(leaf_dir, "leaf", "tester/x")
+    line = next(line for line in text.splitlines() if line.startswith("- **Tokens**: "))
+    assert line == f"- **Tokens**: {TokenReport(**tokens).describe()}"
+    assert (
+        "3 texts longer than 128 tokens were cut to their first 128 (the longest had 40,000); 2 texts" in line
+    )
+    (leaf_dir / "leaf_run.json").write_text(json.dumps({**LEAF_RUN, "tokens": None}))
+    assert "**Tokens**" not in render_card(leaf_dir, "leaf", "tester/x")
