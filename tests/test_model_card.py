@@ -221,6 +221,8 @@ def test_pair_card(tmp_path, tiny_leaf_dir, tiny_teacher_dir):
     assert f"hidden size {leaf[0].get_embedding_dimension()}" in query_line
     assert f"hidden size {teacher[0].get_embedding_dimension()}" in doc_line
     assert "model.encode_query" in card.text and "model.encode_document" in card.text
+    # a local data file by its name only, as in a leaf's card (issue 18)
+    assert "`texts.jsonl.gz` (local file)" in card.text and "../shared" not in card.text
 
 
 def test_dataset_cards(tmp_path):
@@ -403,6 +405,11 @@ def test_the_card_reads_the_report_bench_wrote_and_keeps_its_caveat(leaf_dir, tm
     )
     elsewhere.write_text(json.dumps(BENCH))  # a quiet machine: no caveat
     assert "Caveat" not in render_card(leaf_dir, "leaf", "tester/x", bench=elsewhere)
+    # A report from before --batching says nothing of its batches (they were not sorted then).
+    setup = "Measured with `leaf-hub bench` on AMD EPYC (test), 1 thread of 2 cores; both models at max_seq_length 384."
+    old = {**BENCH, "meta": {k: v for k, v in BENCH["meta"].items() if k != "batching"}}
+    elsewhere.write_text(json.dumps(old))
+    assert setup in render_card(leaf_dir, "leaf", "tester/x", bench=elsewhere)
     assert main([*args[:-1], str(tmp_path / "missing.json")]) == 2
     assert "does not exist" in capsys.readouterr().err
 

@@ -151,7 +151,8 @@ class BenchMeta:
         None  # quick (the default protocol) or thorough (the paper's grid); None in older reports
     )
     interleave: str = "repeat"
-    batching: str = "sorted"
+    # None: a report from before --batching, which did not say (its batches were in arrival order).
+    batching: str | None = "sorted"
     tokenizer_parallelism: str | None = None
     pool_size: int | None = None
     max_seq_length: int | None = None
@@ -197,6 +198,7 @@ class BenchMeta:
             teacher=str(data.get("teacher", "")),
             hardware=Hardware.from_meta(data),
             texts=texts,
+            batching=data.get("batching"),
             extra=extra,
         )
 
