@@ -91,12 +91,14 @@ def test_same_leaf_as_the_in_memory_recipe(straight, tmp_path, tiny_teacher_dir,
     train_idx, val_idx = split_validation(len(texts), 2, 16, 3)
     data = TrainData(ids, targets, train_idx, val_idx, leaf[0].tokenizer.pad_token_id or 0)
     rows = train_idx[np.random.default_rng(3).permutation(len(train_idx))[:20000]]
-    w, _ = fit_ridge_projection(
+    w, warm = fit_ridge_projection(
         pooled_embeddings(leaf, [ids[i] for i in rows], data.pad_token_id), targets[rows], seed=3
     )
     set_projection(projection(leaf), w)
     config = TrainConfig(batch_size=16, max_steps=14, eval_every=7, save_every=4, seed=3)
-    train(leaf, data, tmp_path / "by-hand", config)
+    train(
+        leaf, data, tmp_path / "by-hand", config, warm_start=warm
+    )  # a warm-started run warms up its backbone
     _same_leaf(run / "leaf", tmp_path / "by-hand" / "leaf")
     read = lambda p: [json.loads(line) for line in p.read_text().splitlines()]  # noqa: E731
     assert read(run / "metrics.jsonl") == read(tmp_path / "by-hand" / "metrics.jsonl") or all(
