@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from leaf_hub.errors import LeafHubError
@@ -48,14 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def teacher_from_run(leaf: str) -> str | None:
     """The teacher the leaf's ``leaf_run.json`` names (its Hub id when distill recorded one), or None."""
-    run = Path(leaf).expanduser() / "leaf_run.json"
-    if not run.is_file():
-        return None
-    try:
-        facts = json.loads(run.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return (facts.get("teacher_repo_id") or facts.get("teacher")) if isinstance(facts, dict) else None
+    from leaf_hub.training.distill import DistillResult
+
+    facts = DistillResult.find(leaf)
+    return (facts.teacher_repo_id or facts.teacher) if facts else None
 
 
 def _export(args: argparse.Namespace, teacher: str) -> int:

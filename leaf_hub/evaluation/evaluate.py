@@ -53,6 +53,7 @@ from leaf_hub.evaluation.report import (
 )
 from leaf_hub.files import read_json
 from leaf_hub.models import BACKENDS
+from leaf_hub.training.distill import DistillResult
 
 logger = logging.getLogger(__name__)
 
@@ -91,14 +92,6 @@ def parse_dims(dims: str | list[int] | None, full: int) -> list[int]:
             "dims", f"{{option}} {too_big} exceed the embedding dimension {full}; use values up to {full}"
         )
     return sorted({*values, full})
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = read_json(path)
-    except LeafHubError:  # an unreadable leaf_run.json names no teacher
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def load_encoder(name: str, backend: str, device: str | None = None):
@@ -275,7 +268,12 @@ def checkpoint_val_l2(run_dir: Path, checkpoint: Path, records: list[dict]) -> f
     distill writes ``checkpoints/epoch-NNN`` when epoch NNN ends and then logs a record with
     ``"event": "epoch", "epoch": NNN``; the final ``leaf/`` is the best leaf by validation L2.
     """
-    own = _val_l2(_read_json(checkpoint / "leaf_run.json"))
+    # Read as a plain record: a checkpoint's leaf_run.json may hold the validation score alone.
+    try:
+        record = read_json(checkpoint / "leaf_run.json")
+    except LeafHubError:
+        record = None
+    own = _val_l2(record) if isinstance(record, dict) else None
     if own is not None:
         return own
     if checkpoint.name.startswith("epoch-"):
@@ -347,7 +345,8 @@ def _resolve_models(config: EvaluateConfig) -> tuple[str, str, Path | None]:
     leaf = config.leaf or str(run_dir / "leaf")
     teacher = config.teacher
     if not teacher:
-        recorded = _read_json(Path(leaf).expanduser() / "leaf_run.json").get("teacher")
+        facts = DistillResult.find(leaf)
+        recorded = facts.teacher if facts else None
         if not recorded:
             raise ConfigError(
                 "teacher", f"no teacher given and {leaf} has no leaf_run.json naming one; pass {{option}}"
@@ -425,7 +424,8 @@ def evaluate(config: EvaluateConfig | None = None, /, **options: Any) -> Evaluat
     load_s = time.perf_counter() - t0
     dim = check_dimensions(teacher, leaf, teacher_name, leaf_name)
     teacher_fp = weights_fingerprint(teacher)
-    recorded_fp = _read_json(Path(leaf_name).expanduser() / "leaf_run.json").get("teacher_fingerprint")
+    facts = DistillResult.find(leaf_name)
+    recorded_fp = facts.teacher_fingerprint if facts else None
     # leaf_run.json records the PyTorch weights' fingerprint: comparable only with a PyTorch teacher.
     if recorded_fp and backends["teacher"] == "torch" and recorded_fp != teacher_fp:
         logger.warning(

@@ -34,12 +34,11 @@ _CHECK_DOCUMENTS = [
 ]
 
 
-def _leaf_run(leaf_dir: Path) -> dict:
-    path = leaf_dir / "leaf_run.json"
-    if not path.is_file():
-        return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+def _leaf_run(leaf_dir: Path):
+    """The facts of the run that made the leaf (``leaf_run.json``), or None for a leaf made elsewhere."""
+    from leaf_hub.training.distill import DistillResult
+
+    return DistillResult.find(leaf_dir)
 
 
 def check_compatible(
@@ -61,13 +60,13 @@ def check_compatible(
             "produces" if is_normalized(leaf) else "does not produce",
             "does" if is_normalized(teacher) else "does not",
         )
-    run = _leaf_run(leaf_dir) if leaf_dir else {}
-    recorded = run.get("teacher_fingerprint")
+    run = _leaf_run(leaf_dir) if leaf_dir else None
+    recorded = run.teacher_fingerprint if run else None
     if recorded:
         actual = weights_fingerprint(teacher)
         if actual != recorded:
             message = (
-                f"leaf_run.json says the leaf was distilled from {run.get('teacher')!r} (weights fingerprint "
+                f"leaf_run.json says the leaf was distilled from {run.teacher!r} (weights fingerprint "
                 f"{recorded}) but the teacher given, {teacher_name!r}, has fingerprint {actual}"
             )
             if not force:
@@ -155,7 +154,7 @@ def write_pair(
             "leaf": str(leaf_dir),
             "teacher": str(teacher),
             "routes": {"query": "leaf", "document": "teacher"},
-            "leaf_run": _leaf_run(leaf_path) or None,
+            "leaf_run": run_facts.to_json() if (run_facts := _leaf_run(leaf_path)) else None,
             "leaf_hub_version": leaf_hub.__version__,
         }
         with open(staging / PAIR_MANIFEST, "w", encoding="utf-8") as f:

@@ -140,6 +140,18 @@ class DistillResult:
         except LeafHubError as exc:
             raise LeafHubError(f"{path}: {exc}") from None
 
+    @classmethod
+    def find(cls, leaf_dir: str | Path) -> DistillResult | None:
+        """:meth:`read`, or None for a leaf without a readable ``leaf_run.json`` (made elsewhere, or damaged:
+        then a warning names the file). For readers to whom the run's facts are a bonus, not a requirement."""
+        if not (Path(leaf_dir).expanduser() / RUN_FACTS).is_file():
+            return None
+        try:
+            return cls.read(Path(leaf_dir).expanduser())
+        except LeafHubError as exc:
+            logger.warning("ignoring the run's facts: %s", exc)
+            return None
+
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, (ValidationScore, TokenReport)):
