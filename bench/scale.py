@@ -484,12 +484,16 @@ def locked(path: str | None):
 def record(out: str, key: str, phase: str, value: dict) -> None:
     """Add one phase's result to the results file (two orchestrators may write it: each merges in turn)."""
     path = Path(out)
-    with locked(str(path) + ".lock"):
+    folder = os.open(path.parent, os.O_RDONLY)  # the lock: the folder itself, so no lock file is left behind
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
         results = json.loads(path.read_text()) if path.is_file() else {}
         results.setdefault(key, {})[phase] = value
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(results, indent=2) + "\n")
         tmp.replace(path)
+    finally:
+        os.close(folder)
 
 
 def run_phase(args, phase: str, n: int, *extra: str, nice: int = 0) -> dict:
