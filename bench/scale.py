@@ -574,30 +574,49 @@ def disk(folder: Path) -> dict:
 
 
 def table(results: dict) -> str:
-    rows = ["| path | texts | ingest s / GB | cache s / GB | tokenize s / GB | disk GB | first step s | steps/s | pipeline b/s (1 core) | peak RSS GB (anon) |",
-            "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    """Two markdown tables: the preparation of each size, and the timed training runs."""
+
+    def cell(r: dict | None, key: str, fmt: str = "{}") -> str:
+        return fmt.format(r[key]) if r and r.get(key) is not None else "-"
+
+    sizes = [k for k in results if k != "setup" and not k.startswith("legacy-")]
+    prep = [
+        "| texts | ingest s / peak RSS GB | teacher cache s / GB | tokenize s / GB (tokens) | disk GB: texts + tokens + teacher = total |",
+        "|---:|---|---|---|---|",
+    ]  # fmt: skip
+    for name in sizes:
+        r = results[name]
+        ing, cac, tok = r.get("ingest"), r.get("cache"), r.get("tokenize")
+        d = (tok or {}).get("disk")
+        disk = f"{d['texts_gb']} + {d['tokens_gb']} + {d['teacher_gb']} = {d['total_gb']}" if d else "-"
+        prep.append(
+            f"| {cell(ing, 'rows', '{:,}')} | {cell(ing, 'seconds')} / {cell(ing, 'peak_rss_gb')} | "
+            f"{cell(cac, 'seconds')} / {cell(cac, 'peak_rss_gb')} | {cell(tok, 'seconds')} / "
+            f"{cell(tok, 'peak_rss_gb')} ({cell(tok, 'tokens', '{:,}')}) | {disk} |"
+        )
+    train = [
+        "| path | texts | stores ready s | warm start done s | first step s | steps/s | batch width | pipeline batches/s (1 core) | peak RSS GB (anon) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]  # fmt: skip
     for name, r in results.items():
         if name == "setup":
             continue
-        trains = [v for k, v in r.items() if k.startswith("train_")]
-        t = trains[0] if trains else {}
-        rate = "/".join(str(x.get("steps_per_s")) for x in trains)
-
-        def prep(phase, r=r):
-            p = r.get(phase)
-            return f"{p['seconds']} / {p['peak_rss_gb']}" if p and "seconds" in p else "-"
-
-        if "stopped" in t:
-            rows.append(
-                f"| {'legacy' if name.startswith('legacy') else 'out-of-core'} | {name} | | | | | | | | stopped: {t['stopped']} |"
+        for t in (v for k, v in r.items() if k.startswith("train_")):
+            path = "legacy (in memory)" if name.startswith("legacy-") else "out-of-core"
+            if "stopped" in t:
+                train.append(
+                    f"| {path} | {t['rows']:,} | stopped: {t['stopped']} after {t['seconds']} s |||||||"
+                )
+                continue
+            if "error" in t:
+                train.append(f"| {path} | {name} | {t['error']} |||||||")
+                continue
+            train.append(
+                f"| {path} | {cell(t, 'rows', '{:,}')} | {cell(t, 'stores_ready_s')} | {cell(t, 'warm_start_done_s')} | "
+                f"{cell(t, 'time_to_first_step_s')} | {cell(t, 'steps_per_s')} | {cell(t, 'mean_batch_width')} | "
+                f"{cell(t, 'pipeline_batches_per_s_1core')} | {cell(t, 'peak_rss_gb')} ({cell(t, 'peak_anon_gb')}) |"
             )
-            continue
-        rows.append(
-            f"| {'legacy (today)' if name.startswith('legacy') else 'out-of-core'} | {t.get('rows', '')} | {prep('ingest')} | "
-            f"{prep('cache')} | {prep('tokenize')} | {t.get('disk_gb', '-')} | {t.get('time_to_first_step_s')} | {rate} | "
-            f"{t.get('pipeline_batches_per_s_1core')} | {t.get('peak_rss_gb')} ({t.get('peak_anon_gb')}) |"
-        )
-    return "\n".join(rows)
+    return "\n".join(prep) + "\n\n" + "\n".join(train) + "\n"
 
 
 def main() -> None:
