@@ -550,7 +550,7 @@ def run_measure(args) -> None:
     record(args.out, "setup", "bench", setup(args))
     sizes = [parse_size(s) for s in args.sizes.split(",")] if args.sizes else []
     legacy = [parse_size(s) for s in args.legacy.split(",")] if args.legacy else []
-    for repeat in range(args.repeats):
+    for repeat in range(args.first_repeat, args.first_repeat + args.repeats):
         for n in sizes:
             with locked(args.lock):
                 result = run_phase(args, "train", n)
@@ -645,6 +645,9 @@ def main() -> None:
     parser.add_argument("--rows", default="6.41M", help="corpus rows (corpus phase)")
     parser.add_argument("--steps", type=int, default=300, help="training steps per run")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument(
+        "--first-repeat", type=int, default=0, help="number of the first repeat (adds train_N to the results)"
+    )
     parser.add_argument("--legacy-limit-gb", type=float, default=8.0, help="stop the baseline past this RSS")
     parser.add_argument("--lock", help="flock this file around each timed run (the shared CPU lock)")
     parser.add_argument(
