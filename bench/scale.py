@@ -84,7 +84,8 @@ class Memory:
         self.on_limit = on_limit
         threading.Thread(target=self._run, daemon=True).start()
 
-    def _read(self) -> tuple[int, int]:
+    @staticmethod
+    def _read() -> tuple[int, int]:
         fields = {}
         with open("/proc/self/status") as f:
             for line in f:
@@ -384,6 +385,56 @@ def phase_train(root: Path, n: int, steps: int) -> dict:
     }
 
 
+def phase_open(root: Path, n: int) -> dict:
+    """The stores of one size opened as a rerun opens them (no model work): the text store, the teacher cache
+    with every shard's CRC and text digests checked, then random batches of 32 teacher vectors read back."""
+    from leaf_hub.data.store import ingest
+    from leaf_hub.teachers.cache import TeacherCache
+
+    memory = Memory()
+    t = time.time()
+    store = ingest([spec(root, n)], cache_dir(root, n) / "texts", seed=0)
+    t_store = time.time() - t
+    t = time.time()
+    targets = TeacherCache(cache_dir(root, n), shard_size=2048).prepare(StandInTeacher(), store)
+    t_cache = time.time() - t
+    batches = np.random.default_rng(0).integers(0, len(targets), size=(2000, 32))
+    t = time.time()
+    for rows in batches:
+        targets[rows]
+    return {
+        "rows": len(store),
+        "text_store_open_s": round(t_store, 1),
+        "cache_open_and_check_s": round(t_cache, 1),
+        "random_target_batches_per_s_1core": round(len(batches) / (time.time() - t), 1),
+        **memory.report(),
+    }
+
+
+def phase_memory(root: Path, n: int) -> dict:
+    """Where a run's O(n) anonymous memory goes: RssAnon after the model, the stores as distill opens them,
+    and one epoch of the sampler's batches (no warm start, no training)."""
+    from leaf_hub.training.config import DistillConfig
+    from leaf_hub.training.data import prepare_train_data, read_texts
+    from leaf_hub.training.sampler import LengthGroupedBatchSampler, TrainDataset
+
+    def anon() -> float:
+        return round(Memory._read()[1] / 2**30, 3)
+
+    out = {"start_anon_gb": anon()}
+    leaf = leaf_for(root)
+    out["model_anon_gb"] = anon()
+    config = DistillConfig(teacher="stand-in", student=str(student_dir(root)), data=[spec(root, n)],
+                           output=root / "memory-run", cache=cache_dir(root, n))  # fmt: skip
+    texts = read_texts(config)
+    data = prepare_train_data(config, texts=texts, teacher=StandInTeacher(), leaf=leaf).data
+    out["stores_anon_gb"] = anon()
+    sampler = LengthGroupedBatchSampler(TrainDataset(data, data.train_idx), 32, seed=0)
+    batches = list(iter(sampler))
+    out["epoch_batches_anon_gb"] = anon()
+    return {"rows": len(data), "batches": len(batches), **out}
+
+
 class LegacyTrainData:
     """TrainData as it was before the out-of-core path: Python lists of ids, rows padded one at a time."""
 
@@ -550,11 +601,17 @@ def run_measure(args) -> None:
     record(args.out, "setup", "bench", setup(args))
     sizes = [parse_size(s) for s in args.sizes.split(",")] if args.sizes else []
     legacy = [parse_size(s) for s in args.legacy.split(",")] if args.legacy else []
+    phases = args.phases.split(",")
     for repeat in range(args.first_repeat, args.first_repeat + args.repeats):
         for n in sizes:
-            with locked(args.lock):
-                result = run_phase(args, "train", n)
-            record(args.out, size_name(n), f"train_{repeat}", result)
+            if "train" in phases:
+                with locked(args.lock):
+                    result = run_phase(args, "train", n)
+                record(args.out, size_name(n), f"train_{repeat}", result)
+            for phase in ("open", "memory"):  # the stores alone: once per size
+                if phase in phases and repeat == args.first_repeat:
+                    with locked(args.lock):
+                        record(args.out, size_name(n), phase, run_phase(args, phase, n))
         for n in legacy:
             with locked(args.lock):
                 result = run_phase(args, "legacy", n)
@@ -616,7 +673,19 @@ def table(results: dict) -> str:
                 f"{cell(t, 'time_to_first_step_s')} | {cell(t, 'steps_per_s')} | {cell(t, 'mean_batch_width')} | "
                 f"{cell(t, 'pipeline_batches_per_s_1core')} | {cell(t, 'peak_rss_gb')} ({cell(t, 'peak_anon_gb')}) |"
             )
-    return "\n".join(prep) + "\n\n" + "\n".join(train) + "\n"
+    stores = [
+        "| texts | cache opened and checked s | random batches of 32 targets /s (1 core) | anonymous GB: model / + stores / + an epoch's batches |",
+        "|---:|---:|---:|---|",
+    ]  # fmt: skip
+    for name in sizes:
+        o, m = results[name].get("open"), results[name].get("memory")
+        if o or m:
+            stores.append(
+                f"| {cell(o or m, 'rows', '{:,}')} | {cell(o, 'cache_open_and_check_s')} | "
+                f"{cell(o, 'random_target_batches_per_s_1core')} | {cell(m, 'model_anon_gb')} / "
+                f"{cell(m, 'stores_anon_gb')} / {cell(m, 'epoch_batches_anon_gb')} |"
+            )
+    return "\n".join(prep) + "\n\n" + "\n".join(train) + "\n\n" + "\n".join(stores) + "\n"
 
 
 def main() -> None:
@@ -633,6 +702,8 @@ def main() -> None:
             "tokenize",
             "train",
             "legacy",
+            "open",
+            "memory",
             "table",
         ],
     )
@@ -645,6 +716,9 @@ def main() -> None:
     parser.add_argument("--rows", default="6.41M", help="corpus rows (corpus phase)")
     parser.add_argument("--steps", type=int, default=300, help="training steps per run")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument(
+        "--phases", default="train,open,memory", help="measure: which of train, open, memory to run per size"
+    )
     parser.add_argument(
         "--first-repeat", type=int, default=0, help="number of the first repeat (adds train_N to the results)"
     )
@@ -674,6 +748,8 @@ def main() -> None:
         "tokenize": lambda: phase_tokenize(args.root, args.size),
         "train": lambda: phase_train(args.root, args.size, args.steps),
         "legacy": lambda: phase_legacy(args.root, args.size, args.steps, args.legacy_limit_gb),
+        "open": lambda: phase_open(args.root, args.size),
+        "memory": lambda: phase_memory(args.root, args.size),
     }
     emit(phases[args.phase]())
 
