@@ -23,8 +23,11 @@ Every phase runs in a fresh process, so each peak RSS is that phase's own:
 Peak RSS is ``ru_maxrss``; ``anon`` is the sampled peak of anonymous memory (RSS less the pages of mapped
 files, which the kernel reclaims at will). Disk is what each size's cache folder holds.
 
-    flock /tmp/leafhub-cpu.lock python bench/scale.py corpus --root /work/scale
-    python bench/scale.py all --root /work/scale --sizes 100k,1M,6.4M --legacy 100k,1M --lock /tmp/leafhub-cpu.lock
+    python bench/scale.py corpus --root /work/scale                        # 6.41M rows, one parquet file
+    python bench/scale.py prepare --root /work/scale --sizes 100k,1M,6.4M  # ingest, cache, tokenize (niced)
+    python bench/scale.py measure --root /work/scale --sizes 100k,1M,6.4M --legacy 100k,1M --lock /tmp/leafhub-cpu.lock
+
+(``all`` is ``prepare`` then ``measure``; ``measure`` also runs ``open`` and ``memory``, the stores alone.)
 
 Results: ``bench/results/scale.json`` (``--out``) and a table on stdout.
 """
