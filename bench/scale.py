@@ -12,7 +12,8 @@ Every phase runs in a fresh process, so each peak RSS is that phase's own:
 
 * ``ingest``, ``cache``, ``tokenize`` -- the out-of-core preparation of one size (wall time, peak RSS);
 * ``train`` -- ``leaf_hub.distill`` on the prepared cache folder: time from process start to the first
-  training step (models, stores opened and verified, warm start, step-0 validation), training steps/s
+  training step (models, stores opened and verified, warm start, step-0 validation; the moments the stores
+  were ready and the warm start done are recorded too), training steps/s
   over a fixed number of steps, then the input pipeline alone on one core (``TrainData.batch`` over
   length-grouped batches of 32), and the peak RSS of the whole process;
 * ``legacy`` -- today's in-memory path on the same texts and cache (texts as a list, the cache loaded
@@ -22,8 +23,11 @@ Every phase runs in a fresh process, so each peak RSS is that phase's own:
 Peak RSS is ``ru_maxrss``; ``anon`` is the sampled peak of anonymous memory (RSS less the pages of mapped
 files, which the kernel reclaims at will). Disk is what each size's cache folder holds.
 
-    flock /tmp/leafhub-cpu.lock python bench/scale.py corpus --root /work/scale
-    python bench/scale.py all --root /work/scale --sizes 100k,1M,6.4M --legacy 100k,1M --lock /tmp/leafhub-cpu.lock
+    python bench/scale.py corpus --root /work/scale                        # 6.41M rows, one parquet file
+    python bench/scale.py prepare --root /work/scale --sizes 100k,1M,6.4M  # ingest, cache, tokenize (niced)
+    python bench/scale.py measure --root /work/scale --sizes 100k,1M,6.4M --legacy 100k,1M --lock /tmp/leafhub-cpu.lock
+
+(``all`` is ``prepare`` then ``measure``; ``measure`` also runs ``open`` and ``memory``, the stores alone.)
 
 Results: ``bench/results/scale.json`` (``--out``) and a table on stdout.
 """
@@ -83,7 +87,8 @@ class Memory:
         self.on_limit = on_limit
         threading.Thread(target=self._run, daemon=True).start()
 
-    def _read(self) -> tuple[int, int]:
+    @staticmethod
+    def _read() -> tuple[int, int]:
         fields = {}
         with open("/proc/self/status") as f:
             for line in f:
@@ -336,20 +341,32 @@ class StepClock:
 def phase_train(root: Path, n: int, steps: int) -> dict:
     import torch
 
+    from leaf_hub import teachers
+    from leaf_hub.training import data as data_module
     from leaf_hub.training import distill as distill_module
     from leaf_hub.training import trainer
 
     memory = Memory()
     clock = StepClock()
-    distill_module.load_teacher = lambda *a, **k: StandInTeacher()
+    # distill() imports these inside the function, from their modules: patch them there.
+    teachers.load_teacher = lambda *a, **k: StandInTeacher()
     seen = {}
     real_train = trainer.train
 
     def train(leaf, data, out, config, resume=False, **kwargs):
         seen["data"] = data
+        seen["train_called_s"] = round(time.time() - START, 1)  # stores open, warm start done
         return real_train(leaf, data, out, config, resume=resume, **kwargs)
 
-    distill_module.train = train
+    trainer.train = train
+    real_prepare = data_module.prepare_train_data
+
+    def prepare_train_data(*args, **kwargs):
+        prepared = real_prepare(*args, **kwargs)
+        seen["stores_ready_s"] = round(time.time() - START, 1)  # texts, cache, tokens opened and checked
+        return prepared
+
+    data_module.prepare_train_data = prepare_train_data
     torch.set_num_threads(2)
     out = root / f"run-{size_name(n)}"
     shutil.rmtree(out, ignore_errors=True)
@@ -361,12 +378,64 @@ def phase_train(root: Path, n: int, steps: int) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     return {
         "rows": result.num_texts,
+        "stores_ready_s": seen["stores_ready_s"],
+        "warm_start_done_s": seen["train_called_s"],
         **clock.report(),
         "mean_batch_width": batch_width(data, steps),
         "pipeline_batches_per_s_1core": pipeline_rate(data),
         **memory.report(),
         "disk_gb": round(du(cache_dir(root, n)), 2),
     }
+
+
+def phase_open(root: Path, n: int) -> dict:
+    """The stores of one size opened as a rerun opens them (no model work): the text store, the teacher cache
+    with every shard's CRC and text digests checked, then random batches of 32 teacher vectors read back."""
+    from leaf_hub.data.store import ingest
+    from leaf_hub.teachers.cache import TeacherCache
+
+    memory = Memory()
+    t = time.time()
+    store = ingest([spec(root, n)], cache_dir(root, n) / "texts", seed=0)
+    t_store = time.time() - t
+    t = time.time()
+    targets = TeacherCache(cache_dir(root, n), shard_size=2048).prepare(StandInTeacher(), store)
+    t_cache = time.time() - t
+    batches = np.random.default_rng(0).integers(0, len(targets), size=(2000, 32))
+    t = time.time()
+    for rows in batches:
+        targets[rows]
+    return {
+        "rows": len(store),
+        "text_store_open_s": round(t_store, 1),
+        "cache_open_and_check_s": round(t_cache, 1),
+        "random_target_batches_per_s_1core": round(len(batches) / (time.time() - t), 1),
+        **memory.report(),
+    }
+
+
+def phase_memory(root: Path, n: int) -> dict:
+    """Where a run's O(n) anonymous memory goes: RssAnon after the model, the stores as distill opens them,
+    and one epoch of the sampler's batches (no warm start, no training)."""
+    from leaf_hub.training.config import DistillConfig
+    from leaf_hub.training.data import prepare_train_data, read_texts
+    from leaf_hub.training.sampler import LengthGroupedBatchSampler, TrainDataset
+
+    def anon() -> float:
+        return round(Memory._read()[1] / 2**30, 3)
+
+    out = {"start_anon_gb": anon()}
+    leaf = leaf_for(root)
+    out["model_anon_gb"] = anon()
+    config = DistillConfig(teacher="stand-in", student=str(student_dir(root)), data=[spec(root, n)],
+                           output=root / "memory-run", cache=cache_dir(root, n))  # fmt: skip
+    texts = read_texts(config)
+    data = prepare_train_data(config, texts=texts, teacher=StandInTeacher(), leaf=leaf).data
+    out["stores_anon_gb"] = anon()
+    sampler = LengthGroupedBatchSampler(TrainDataset(data, data.train_idx), 32, seed=0)
+    batches = list(iter(sampler))
+    out["epoch_batches_anon_gb"] = anon()
+    return {"rows": len(data), "batches": len(batches), **out}
 
 
 class LegacyTrainData:
@@ -432,6 +501,7 @@ def phase_legacy(root: Path, n: int, steps: int, limit_gb: float) -> dict:
     ids = tokenize_for_leaf(leaf, texts, kinds, dict(teacher.prompts))
     train_idx, val_idx = split_validation(len(texts), 128, 32, 0)
     data = LegacyTrainData(ids, targets, train_idx, val_idx, leaf[0].tokenizer.pad_token_id or 0)
+    stores_ready = round(time.time() - START, 1)
     stage["name"] = "warm start"
     rows = train_idx[np.random.default_rng(0).permutation(len(train_idx))[:20000]]
     w, _ = fit_ridge_projection(
@@ -439,6 +509,7 @@ def phase_legacy(root: Path, n: int, steps: int, limit_gb: float) -> dict:
     )
     set_projection(projection(leaf), w)
     stage["name"] = "training"
+    data_ready = round(time.time() - START, 1)
     out = root / f"legacy-{size_name(n)}"
     shutil.rmtree(out, ignore_errors=True)
     train(
@@ -450,6 +521,8 @@ def phase_legacy(root: Path, n: int, steps: int, limit_gb: float) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     return {
         "rows": len(texts),
+        "stores_ready_s": stores_ready,
+        "warm_start_done_s": data_ready,
         **clock.report(),
         "mean_batch_width": batch_width(data, steps),
         "pipeline_batches_per_s_1core": pipeline_rate(data),
@@ -475,75 +548,167 @@ def locked(path: str | None):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def run_phase(args, phase: str, n: int, *extra: str) -> dict:
+def record(out: str, key: str, phase: str, value: dict) -> None:
+    """Add one phase's result to the results file (two orchestrators may write it: each merges in turn)."""
+    path = Path(out)
+    folder = os.open(path.parent, os.O_RDONLY)  # the lock: the folder itself, so no lock file is left behind
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        results = json.loads(path.read_text()) if path.is_file() else {}
+        results.setdefault(key, {})[phase] = value
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(results, indent=2) + "\n")
+        tmp.replace(path)
+    finally:
+        os.close(folder)
+
+
+def run_phase(args, phase: str, n: int, *extra: str, nice: int = 0) -> dict:
     cmd = [sys.executable, __file__, phase, "--root", str(args.root), "--size", str(n), "--steps", str(args.steps),
            "--legacy-limit-gb", str(args.legacy_limit_gb), *extra]  # fmt: skip
+    if nice:
+        cmd = ["nice", "-n", str(nice), *cmd]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    print(f"== {phase} {size_name(n)}", file=sys.stderr, flush=True)
+    print(f"== {phase} {size_name(n)} ({time.strftime('%H:%M:%S')})", file=sys.stderr, flush=True)
+    t = time.time()
     proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True)
     lines = [json.loads(line[7:]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     result = lines[-1] if lines else {"error": f"exit {proc.returncode}"}
+    result["wall_s"] = round(time.time() - t, 1)
     print(f"   {json.dumps(result)}", file=sys.stderr, flush=True)
     return result
 
 
-def run_all(args) -> None:
-    sizes = [parse_size(s) for s in args.sizes.split(",")]
-    legacy = [parse_size(s) for s in args.legacy.split(",")] if args.legacy else []
-    results = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() and args.keep else {}
-    results.setdefault("setup", {
+def setup(args) -> dict:
+    return {
         "cpu_cores": os.cpu_count(), "torch_threads": 2, "steps": args.steps, "batch_size": 32,
         "teacher": "stand-in, 1024-d, float16 cache", "student": "BERT 2x128 with all-MiniLM-L6-v2's tokenizer, 512 tokens",
         "mix": {k: {"rows": v[0], "kind": v[1], "median_words": v[2], "max_words": v[4]} for k, v in MIX.items()},
-    })  # fmt: skip
-    for n in sizes:  # preparation: a lock per phase, so other work can run in between
+    }  # fmt: skip
+
+
+def run_prepare(args) -> None:
+    """Ingest, cache and tokenize each size: long, so niced and (by default) outside the CPU lock."""
+    record(args.out, "setup", "bench", setup(args))
+    for n in [parse_size(s) for s in args.sizes.split(",")]:
         for phase in ("ingest", "cache", "tokenize"):
+            with locked(args.prepare_lock):
+                result = run_phase(args, phase, n, nice=args.nice)
+            if phase == "tokenize":
+                result["disk"] = disk(cache_dir(args.root, n))
+            record(args.out, size_name(n), phase, result)
+
+
+def run_measure(args) -> None:
+    """The timed training runs and the in-memory baseline, each alone under the CPU lock."""
+    record(args.out, "setup", "bench", setup(args))
+    sizes = [parse_size(s) for s in args.sizes.split(",")] if args.sizes else []
+    legacy = [parse_size(s) for s in args.legacy.split(",")] if args.legacy else []
+    phases = args.phases.split(",")
+    for repeat in range(args.first_repeat, args.first_repeat + args.repeats):
+        for n in sizes:
+            if "train" in phases:
+                with locked(args.lock):
+                    result = run_phase(args, "train", n)
+                record(args.out, size_name(n), f"train_{repeat}", result)
+            for phase in ("open", "memory"):  # the stores alone: once per size
+                if phase in phases and repeat == args.first_repeat:
+                    with locked(args.lock):
+                        record(args.out, size_name(n), phase, run_phase(args, phase, n))
+        for n in legacy:
             with locked(args.lock):
-                results.setdefault(size_name(n), {})[phase] = run_phase(args, phase, n)
-            Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
-    with locked(args.lock):  # training and its baseline under one lock: comparable steps/s
-        for repeat in range(args.repeats):
-            for n in sizes:
-                results[size_name(n)][f"train_{repeat}"] = run_phase(args, "train", n)
-            for n in legacy:
-                results.setdefault(f"legacy-{size_name(n)}", {})[f"train_{repeat}"] = run_phase(
-                    args, "legacy", n
-                )
-            Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
-    print(table(results))
+                result = run_phase(args, "legacy", n)
+            record(args.out, f"legacy-{size_name(n)}", f"train_{repeat}", result)
+    print(table(json.loads(Path(args.out).read_text())))
+
+
+def disk(folder: Path) -> dict:
+    """GB on disk of one size's cache folder: text store, token store, teacher shards."""
+    texts, tokens = du(folder / "texts"), du(folder / "tokens")
+    return {
+        "texts_gb": round(texts, 3),
+        "tokens_gb": round(tokens, 3),
+        "teacher_gb": round(du(folder) - texts - tokens, 3),
+        "total_gb": round(du(folder), 3),
+    }
 
 
 def table(results: dict) -> str:
-    rows = ["| path | texts | ingest s / GB | cache s / GB | tokenize s / GB | disk GB | first step s | steps/s | pipeline b/s (1 core) | peak RSS GB (anon) |",
-            "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    """Two markdown tables: the preparation of each size, and the timed training runs."""
+
+    def cell(r: dict | None, key: str, fmt: str = "{}") -> str:
+        return fmt.format(r[key]) if r and r.get(key) is not None else "-"
+
+    sizes = [k for k in results if k != "setup" and not k.startswith("legacy-")]
+    prep = [
+        "| texts | ingest s / peak RSS GB | teacher cache s / GB | tokenize s / GB (tokens) | disk GB: texts + tokens + teacher = total |",
+        "|---:|---|---|---|---|",
+    ]  # fmt: skip
+    for name in sizes:
+        r = results[name]
+        ing, cac, tok = r.get("ingest"), r.get("cache"), r.get("tokenize")
+        d = (tok or {}).get("disk")
+        disk = f"{d['texts_gb']} + {d['tokens_gb']} + {d['teacher_gb']} = {d['total_gb']}" if d else "-"
+        prep.append(
+            f"| {cell(ing, 'rows', '{:,}')} | {cell(ing, 'seconds')} / {cell(ing, 'peak_rss_gb')} | "
+            f"{cell(cac, 'seconds')} / {cell(cac, 'peak_rss_gb')} | {cell(tok, 'seconds')} / "
+            f"{cell(tok, 'peak_rss_gb')} ({cell(tok, 'tokens', '{:,}')}) | {disk} |"
+        )
+    train = [
+        "| path | texts | stores ready s | warm start done s | first step s | steps/s | batch width | pipeline batches/s (1 core) | peak RSS GB (anon) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]  # fmt: skip
     for name, r in results.items():
         if name == "setup":
             continue
-        trains = [v for k, v in r.items() if k.startswith("train_")]
-        t = trains[0] if trains else {}
-        rate = "/".join(str(x.get("steps_per_s")) for x in trains)
-
-        def prep(phase, r=r):
-            p = r.get(phase)
-            return f"{p['seconds']} / {p['peak_rss_gb']}" if p and "seconds" in p else "-"
-
-        if "stopped" in t:
-            rows.append(
-                f"| {'legacy' if name.startswith('legacy') else 'out-of-core'} | {name} | | | | | | | | stopped: {t['stopped']} |"
+        for t in (v for k, v in r.items() if k.startswith("train_")):
+            path = "legacy (in memory)" if name.startswith("legacy-") else "out-of-core"
+            if "stopped" in t:
+                train.append(
+                    f"| {path} | {t['rows']:,} | stopped: {t['stopped']} after {t['seconds']} s |||||||"
+                )
+                continue
+            if "error" in t:
+                train.append(f"| {path} | {name} | {t['error']} |||||||")
+                continue
+            train.append(
+                f"| {path} | {cell(t, 'rows', '{:,}')} | {cell(t, 'stores_ready_s')} | {cell(t, 'warm_start_done_s')} | "
+                f"{cell(t, 'time_to_first_step_s')} | {cell(t, 'steps_per_s')} | {cell(t, 'mean_batch_width')} | "
+                f"{cell(t, 'pipeline_batches_per_s_1core')} | {cell(t, 'peak_rss_gb')} ({cell(t, 'peak_anon_gb')}) |"
             )
-            continue
-        rows.append(
-            f"| {'legacy (today)' if name.startswith('legacy') else 'out-of-core'} | {t.get('rows', '')} | {prep('ingest')} | "
-            f"{prep('cache')} | {prep('tokenize')} | {t.get('disk_gb', '-')} | {t.get('time_to_first_step_s')} | {rate} | "
-            f"{t.get('pipeline_batches_per_s_1core')} | {t.get('peak_rss_gb')} ({t.get('peak_anon_gb')}) |"
-        )
-    return "\n".join(rows)
+    stores = [
+        "| texts | cache opened and checked s | random batches of 32 targets /s (1 core) | anonymous GB: model / + stores / + an epoch's batches |",
+        "|---:|---:|---:|---|",
+    ]  # fmt: skip
+    for name in sizes:
+        o, m = results[name].get("open"), results[name].get("memory")
+        if o or m:
+            stores.append(
+                f"| {cell(o or m, 'rows', '{:,}')} | {cell(o, 'cache_open_and_check_s')} | "
+                f"{cell(o, 'random_target_batches_per_s_1core')} | {cell(m, 'model_anon_gb')} / "
+                f"{cell(m, 'stores_anon_gb')} / {cell(m, 'epoch_batches_anon_gb')} |"
+            )
+    return "\n".join(prep) + "\n\n" + "\n".join(train) + "\n\n" + "\n".join(stores) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "phase", choices=["all", "corpus", "ingest", "cache", "tokenize", "train", "legacy", "table"]
+        "phase",
+        choices=[
+            "all",
+            "prepare",
+            "measure",
+            "corpus",
+            "ingest",
+            "cache",
+            "tokenize",
+            "train",
+            "legacy",
+            "open",
+            "memory",
+            "table",
+        ],
     )
     parser.add_argument(
         "--root", type=Path, required=True, help="work folder (corpus, caches: ~35 GB at 6.4M)"
@@ -554,16 +719,28 @@ def main() -> None:
     parser.add_argument("--rows", default="6.41M", help="corpus rows (corpus phase)")
     parser.add_argument("--steps", type=int, default=300, help="training steps per run")
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--legacy-limit-gb", type=float, default=8.0, help="stop the baseline past this RSS")
-    parser.add_argument("--lock", help="flock this file around each heavy phase (the shared CPU lock)")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "scale.json"))
     parser.add_argument(
-        "--keep", action="store_true", help="add to the results file instead of starting anew"
+        "--phases", default="train,open,memory", help="measure: which of train, open, memory to run per size"
     )
+    parser.add_argument(
+        "--first-repeat", type=int, default=0, help="number of the first repeat (adds train_N to the results)"
+    )
+    parser.add_argument("--legacy-limit-gb", type=float, default=8.0, help="stop the baseline past this RSS")
+    parser.add_argument("--lock", help="flock this file around each timed run (the shared CPU lock)")
+    parser.add_argument(
+        "--prepare-lock", help="flock this file around each preparation phase (default: none)"
+    )
+    parser.add_argument("--nice", type=int, default=19, help="niceness of the preparation phases")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "scale.json"))
     args = parser.parse_args()
     args.root.mkdir(parents=True, exist_ok=True)
     if args.phase == "all":
-        return run_all(args)
+        run_prepare(args)
+        return run_measure(args)
+    if args.phase == "prepare":
+        return run_prepare(args)
+    if args.phase == "measure":
+        return run_measure(args)
     if args.phase == "table":
         return print(table(json.loads(Path(args.out).read_text())))
     if args.phase == "corpus":
@@ -574,6 +751,8 @@ def main() -> None:
         "tokenize": lambda: phase_tokenize(args.root, args.size),
         "train": lambda: phase_train(args.root, args.size, args.steps),
         "legacy": lambda: phase_legacy(args.root, args.size, args.steps, args.legacy_limit_gb),
+        "open": lambda: phase_open(args.root, args.size),
+        "memory": lambda: phase_memory(args.root, args.size),
     }
     emit(phases[args.phase]())
 

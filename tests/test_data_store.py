@@ -347,3 +347,39 @@ def test_mapped_train_data_equals_in_memory(tmp_path, tiny_tokenizer):
         a, b = mapped.batch(batch_rows), memory.batch(batch_rows)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
         assert a["target"].dtype == torch.float32
+
+
+def test_large_parquet_file_streams_in_bounded_memory(tmp_path):
+    """Reading one parquet file holds about a row group, not the whole file: ``datasets`` reads through a Python
+    file object, and a pre-buffered fragment reads every row group's bytes up front and keeps them until the
+    file ends (apache/arrow#39808), so a 6 GB file took 6 GB of RAM. The bytes it reads are Python objects,
+    which tracemalloc counts exactly."""
+    import tracemalloc
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from leaf_hub.data.readers import read_file
+    from leaf_hub.data.specs import parse_specs
+
+    rng = np.random.default_rng(0)
+    words = np.array([f"w{i}" for i in range(5000)], dtype=object)
+    path = tmp_path / "big.parquet"
+    groups, rows = 16, 4096
+    with pq.ParquetWriter(path, pa.schema([("text", pa.string()), ("type", pa.string())])) as writer:
+        for _ in range(groups):
+            lengths = rng.integers(1, 200, size=rows)
+            texts = [" ".join(words[rng.integers(0, len(words), size=int(n))]) for n in lengths]
+            writer.write_table(pa.table({"text": texts, "type": ["document"] * rows}))
+    size = path.stat().st_size
+    assert pq.ParquetFile(path).num_row_groups == groups and size > 8 << 20
+    read = 0
+    tracemalloc.start()
+    try:
+        for texts, _ in read_file(parse_specs([str(path)])[0]):
+            read += len(texts)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert read == groups * rows
+    assert peak < size / 3, f"{peak / 2**20:.1f} MB held while streaming a {size / 2**20:.1f} MB file"

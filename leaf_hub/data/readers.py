@@ -347,6 +347,7 @@ def _csv_line(path: Path, compressed: bool, delimiter: str, row: int) -> int:
 
 def _read_parquet(path: Path, source: Source, batch_rows: int) -> Iterator[Batch]:
     import pyarrow as pa
+    import pyarrow.dataset as pds
     import pyarrow.parquet as pq
 
     cols = Columns(source)
@@ -369,7 +370,10 @@ def _read_parquet(path: Path, source: Source, batch_rows: int) -> Iterator[Batch
         return f"row {row + 1} of data file {path}"
 
     row = 0
-    for batch in _stream("parquet", path, source, batch_rows, columns=wanted):
+    # Without pre-buffering: a pre-buffered fragment keeps every row group it has read until the whole file
+    # is done (apache/arrow#39808), so streaming one large file would hold all of it in memory.
+    scan = pds.ParquetFragmentScanOptions(pre_buffer=False)
+    for batch in _stream("parquet", path, source, batch_rows, columns=wanted, fragment_scan_options=scan):
         texts, kinds = cols.rows(batch, row, where)
         row += len(texts)
         yield texts, kinds
