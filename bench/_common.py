@@ -4,6 +4,7 @@ and a leaf ready to train on them (the same preparation ``leaf-hub distill`` doe
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import gzip
 import json
 import time
@@ -201,3 +202,17 @@ def plot_curves(rows: list[dict], x, xlabel: str, title: str, path: Path, decora
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+
+
+@contextlib.contextmanager
+def locked(path: str | None):
+    """Hold an exclusive flock on ``path`` (the shared CPU lock) for the block; no-op without a path."""
+    if not path:
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

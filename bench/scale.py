@@ -35,7 +35,6 @@ Results: ``bench/results/scale.json`` (``--out``) and a table on stdout.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import fcntl
 import hashlib
 import json
@@ -53,6 +52,9 @@ START = time.time()  # the process start, before the heavy imports: time to firs
 import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from _common import locked  # noqa: E402
+
 MIX = {  # the paper's rows (arXiv 2509.12539): name -> (rows, kind, words: median, spread, cap)
     "fineweb": (3_000_000, "document", 330, 0.7, 700),
     "ccnews": (900_000, "document", 350, 0.6, 700),
@@ -533,19 +535,6 @@ def phase_legacy(root: Path, n: int, steps: int, limit_gb: float) -> dict:
 # --------------------------------------------------------------------------------------------------
 # The orchestration.
 # --------------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def locked(path: str | None):
-    if not path:
-        yield
-        return
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def record(out: str, key: str, phase: str, value: dict) -> None:

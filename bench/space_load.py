@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import fcntl
 import json
 import os
 import platform
@@ -38,7 +37,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, STUDENT, TEACHER, write_results  # noqa: E402
+from _common import ROOT, STUDENT, TEACHER, locked, write_results  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 CACHE = ROOT / "bench" / ".cache"
@@ -81,19 +80,6 @@ def _requests():
     long_doc = " ".join(text)[:MAX_CHARS]
     long = (query, "\n".join(f"{n} {long_doc}"[:MAX_CHARS] for n in range(MAX_DOCUMENTS)))
     return short, long
-
-
-@contextlib.contextmanager
-def _locked(path: str | None):
-    if not path:
-        yield
-        return
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager
@@ -240,7 +226,7 @@ def main() -> None:
     short, long = _requests()
     results = []
     for limit, threads, queue in (_config(c) for c in args.configs.split(",")):
-        with _locked(args.lock), _server(leaf, args.teacher, limit, queue, threads) as url:
+        with locked(args.lock), _server(leaf, args.teacher, limit, queue, threads) as url:
             _run(url, short, long, 1, 2, mixed=False)  # warm-up: both models, both paths
             for clients in (int(c) for c in args.clients.split(",")):
                 row = _run(url, short, long, clients, args.repeats, mixed=False)
