@@ -12,7 +12,7 @@ import functools
 from collections.abc import Iterator
 from pathlib import Path
 
-from leaf_hub.data.readers import BATCH_ROWS, Batch, Columns, quiet_datasets
+from leaf_hub.data.readers import BATCH_ROWS, Batch, Columns, quiet_batches, quiet_datasets
 from leaf_hub.data.specs import DEFAULT_HF_LIMIT, HF_SHUFFLE_BUFFER, Source
 from leaf_hub.errors import LeafHubError
 from leaf_hub.offline import ensure_hub_reachable_or_offline, hub_offline
@@ -111,14 +111,7 @@ def read_hf(source: Source, seed: int, batch_rows: int | None = None) -> Iterato
         return f"row {row + 1} of {label}"
 
     row = 0
-    while True:
-        try:
-            with quiet_datasets():
-                batch = next(batches)
-        except StopIteration:
-            return
-        except Exception as exc:
-            raise fail(exc) from exc
+    for batch in quiet_batches(batches, fail):
         if not checked:
             check(batch.keys())
             checked = True

@@ -164,6 +164,11 @@ def _stream(
         raise
     except Exception as exc:
         raise translate(exc) from None
+    yield from quiet_batches(batches, translate)
+
+
+def quiet_batches(batches: Iterator[Any], translate) -> Iterator[Any]:
+    """``datasets``' batches one at a time, its logging quieted, its errors turned into ``translate(exc)``."""
     while True:
         try:
             with quiet_datasets():
