@@ -77,7 +77,11 @@ def bench_run(tmp_path_factory, tiny_leaf_dir, tiny_teacher_dir, text_files):
         "--output",
         str(output),
     ]
+    import torch
+
+    threads = torch.get_num_threads()
     assert main(args) == 0
+    assert torch.get_num_threads() == threads  # --threads 1 timed the models; the caller's setting is back
     return output, cache
 
 

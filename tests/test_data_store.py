@@ -285,6 +285,36 @@ def test_damaged_or_foreign_token_store_is_refused(tmp_path, tiny_tokenizer, dam
     assert ("other max_length" in msg) if damage == "foreign" else ("damaged" in msg)
 
 
+def test_token_files_checked_once_are_not_read_again_until_they_change(tmp_path, tiny_tokenizer, monkeypatch):
+    """Issue 17: opening a paper-scale store must not read it all each time; a changed file is read again."""
+    import os
+    import time
+
+    from leaf_hub.data import tokens as tokens_module
+    from leaf_hub.data.tokens import TokenStore
+
+    texts = _store_of(tmp_path, [{"text": f"the dog {i} " * 3, "type": "document"} for i in range(50)])
+    store = build_tokens(texts, tiny_tokenizer, {}, 16, tmp_path / "tokens")
+    old = time.time() - 60
+    for name in ("ids.bin", "offsets.bin", "flags.bin"):
+        os.utime(store.folder / name, (old, old))
+    read = []
+    real = tokens_module._crc32
+    monkeypatch.setattr(tokens_module, "_crc32", lambda path: read.append(path.name) or real(path))
+    TokenStore(store.folder)
+    assert sorted(read) == ["flags.bin", "ids.bin", "offsets.bin"]
+    read.clear()
+    TokenStore(store.folder)
+    assert read == []
+    ids = store.folder / "ids.bin"
+    data = bytearray(ids.read_bytes())
+    data[len(data) // 2] ^= 0x04
+    ids.write_bytes(bytes(data))
+    with pytest.raises(LeafHubError, match="ids.bin does not match its checksum"):
+        TokenStore(store.folder)
+    assert read == ["ids.bin"]
+
+
 def test_unreadable_texts_are_flagged(tmp_path, tiny_tokenizer):
     """Issue 19.6: texts of only emoji or zero-width characters are nothing but [UNK] (or nothing)."""
     rows = [
@@ -327,10 +357,19 @@ def test_flat_collation_equals_row_by_row_padding():
     assert flat[7] == lists[7] and flat.lengths.tolist() == [len(x) for x in lists]
 
 
-def test_mapped_train_data_equals_in_memory(tmp_path, tiny_tokenizer):
+@pytest.mark.parametrize("large", [False, True])
+def test_mapped_train_data_equals_in_memory(tmp_path, tiny_tokenizer, monkeypatch, large):
+    """The maps give the in-memory batches; stores too large to stay resident also keep none of them mapped."""
+    from test_files import HAS_SMAPS, resident_kb
     from test_teacher_cache import CountingTeacher
 
+    from leaf_hub.data import tokens as tokens_module
+    from leaf_hub.teachers import cache as cache_module
     from leaf_hub.teachers.cache import TeacherCache
+
+    if large:
+        monkeypatch.setattr(tokens_module, "RESIDENT_MAP_BYTES", 100)
+        monkeypatch.setattr(cache_module, "RESIDENT_MAP_BYTES", 100)
 
     rows = [
         {"text": f"the city music {i} " * (i % 6 + 1), "type": ["query", "document"][i % 2]}
@@ -347,6 +386,10 @@ def test_mapped_train_data_equals_in_memory(tmp_path, tiny_tokenizer):
         a, b = mapped.batch(batch_rows), memory.batch(batch_rows)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
         assert a["target"].dtype == torch.float32
+        if large and HAS_SMAPS:
+            assert resident_kb(tokens.folder / "ids.bin") == resident_kb(tokens.folder / "offsets.bin") == 0
+            assert sum(resident_kb(shard.path) for shard in targets.shards) == 0
+    assert mapped.input_ids.drop_pages_read == targets.drops_pages == large
 
 
 def test_large_parquet_file_streams_in_bounded_memory(tmp_path):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from safetensors.numpy import load_file
 
 from leaf_hub.cli import main
@@ -154,7 +155,10 @@ def test_kill_9_in_each_phase_then_rerun_gives_the_uninterrupted_leaf(
 ):
     run, data = straight
     args = _args(tiny_teacher_dir, tiny_student_dir, data, tmp_path / "run")
-    code = "import os, signal\ncalls = []\ndef die_at(n):\n    calls.append(1)\n    if len(calls) == n:\n"
+    # The killed run computes its first steps in another process: with this process's thread count, so
+    # the floating-point sums (and so the leaf) are the ones the uninterrupted run computed here.
+    code = f"import torch\ntorch.set_num_threads({torch.get_num_threads()})\n"
+    code += "import os, signal\ncalls = []\ndef die_at(n):\n    calls.append(1)\n    if len(calls) == n:\n"
     code += "        os.kill(os.getpid(), signal.SIGKILL)\n" + textwrap.dedent(KILLS[phase])
     code += f"\nfrom leaf_hub.cli import main\nmain({args!r})\n"
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{Path(__file__).parent}"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_files import needs_smaps, resident_kb
 
 from leaf_hub.errors import LeafHubError
 from leaf_hub.teachers.cache import TeacherCache
@@ -130,6 +131,62 @@ def test_prepare_maps_the_shards_and_converts_per_batch(tmp_path):
     assert np.array_equal(targets[17], full[17]) and np.array_equal(np.asarray(targets), full)
     assert all(isinstance(s.embedding, np.memmap) for s in targets.shards)  # mapped, not loaded
     assert targets.shards[0].embedding.dtype == np.float16
+
+
+@needs_smaps
+def test_a_cache_too_large_to_stay_resident_hands_each_reads_pages_back(tmp_path, monkeypatch):
+    """Issue 17: random batches over a large mapped cache keep RSS flat; a small cache stays mapped."""
+    from leaf_hub.teachers import cache as cache_module
+
+    texts, kinds = _texts(64)
+    full = TeacherCache(tmp_path, shard_size=8).build(CountingTeacher(dimension=512), texts, kinds)
+    rows = np.random.default_rng(0).permutation(64)[:20]
+    small = TeacherCache(tmp_path, shard_size=8).open(texts, kinds)
+    assert not small.drops_pages
+    assert np.array_equal(small[rows], full[rows])
+    assert sum(resident_kb(s.path) for s in small.shards) > 0
+    small.release()
+
+    monkeypatch.setattr(cache_module, "RESIDENT_MAP_BYTES", 1000)  # this cache is "large" now
+    large = TeacherCache(tmp_path, shard_size=8).open(texts, kinds)
+    assert large.drops_pages
+    for batch in np.array_split(rows, 4):
+        assert np.array_equal(large[batch], full[batch])
+        assert sum(resident_kb(s.path) for s in large.shards) == 0
+
+
+def test_a_shard_checked_once_is_not_read_again_until_it_changes(tmp_path, monkeypatch):
+    """Issue 17: CRCs are checked in full once; an unchanged shard is trusted by size, mtime and inode."""
+    import os
+    import time
+    import zipfile
+
+    from leaf_hub.teachers import cache as cache_module
+
+    texts, kinds = _texts(32)
+    TeacherCache(tmp_path, shard_size=8).build(CountingTeacher(), texts, kinds)
+    old = time.time() - 60  # shards written a minute ago (a file written this second is checked again)
+    for shard in tmp_path.glob("shard-*.npz"):
+        os.utime(shard, (old, old))
+    checked = []
+    real = cache_module._member_crc
+    monkeypatch.setattr(
+        cache_module, "_member_crc", lambda f, info: checked.append(info.filename) or real(f, info)
+    )
+
+    TeacherCache(tmp_path, shard_size=8).open(texts, kinds)
+    assert len(checked) == 4 * 4  # index, embedding, digest and meta of each of the 4 shards
+    checked.clear()
+    TeacherCache(tmp_path, shard_size=8).open(texts, kinds)
+    assert checked == []
+
+    shard = tmp_path / "shard-00002.npz"
+    data = bytearray(shard.read_bytes())
+    data[zipfile.ZipFile(shard).getinfo("embedding.npy").header_offset + 200] ^= 0x10
+    shard.write_bytes(bytes(data))  # same size, new mtime
+    with pytest.raises(LeafHubError, match=r"shard-00002\.npz is damaged"):
+        TeacherCache(tmp_path, shard_size=8).open(texts, kinds)
+    assert 0 < len(checked) <= 4  # only the changed shard was read (up to its bad member)
 
 
 def test_progress_moves_per_teacher_batch(tmp_path, monkeypatch):

@@ -12,7 +12,7 @@ from leaf_hub.leaf import build_leaf, projection
 from leaf_hub.training import loss as loss_module
 from leaf_hub.training import schedule as schedule_module
 from leaf_hub.training import trainer as train_module
-from leaf_hub.training.batching import length_grouped_batches
+from leaf_hub.training.batching import length_grouped_batches, random_batches
 from leaf_hub.training.config import TrainConfig
 from leaf_hub.training.data import TrainData
 from leaf_hub.training.distill import split_validation, tokenize_for_leaf
@@ -45,6 +45,32 @@ def test_length_grouped_batches_cover_each_row_once_and_reduce_padding():
     padded = sum(len(b) * lengths[b].max() for b in batches)
     random_padded = sum(32 * lengths[rng.permutation(2000)[:32]].max() for _ in batches)
     assert padded < 0.6 * random_padded
+
+
+def _reference_length_grouped_batches(lengths, batch_size, seed, epoch, group=64):
+    """The list-of-lists form the batches had before they were held as arrays (issue 17)."""
+    rng = np.random.default_rng([seed, epoch])
+    perm = rng.permutation(len(lengths))
+    batches = []
+    for start in range(0, len(lengths), batch_size * group):
+        chunk = perm[start : start + batch_size * group]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        batches.extend(chunk[i : i + batch_size].tolist() for i in range(0, len(chunk), batch_size))
+    order = rng.permutation(len(batches))
+    return [batches[i] for i in order]
+
+
+@pytest.mark.parametrize("n", [1, 31, 2048, 5000])
+def test_epoch_batches_are_the_same_batches_held_in_flat_int32_arrays(n):
+    """Same batches, same order as the list form (so runs resume across versions), at ~4 bytes a row."""
+    lengths = np.random.default_rng(n).integers(1, 300, size=n)
+    batches = length_grouped_batches(lengths, 32, seed=3, epoch=2)
+    assert list(batches) == _reference_length_grouped_batches(lengths, 32, seed=3, epoch=2)
+    assert batches.rows.dtype == np.int32 and batches.rows.nbytes == 4 * n
+    assert batches[1:4] == list(batches)[1:4] and batches[-1] == list(batches)[-1]
+    plain = random_batches(n, 32, seed=3, epoch=0)
+    perm = np.random.default_rng([3, 0]).permutation(n)
+    assert list(plain) == [perm[i : i + 32].tolist() for i in range(0, n, 32)]
 
 
 def test_ridge_is_well_conditioned_on_rank_deficient_inputs():

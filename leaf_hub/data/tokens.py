@@ -10,6 +10,7 @@ flat file, like the pre-tokenized corpora of nanoGPT and Megatron (``.bin`` + in
     ids.bin         every row's ids back to back, in the smallest integer type the vocabulary allows
     offsets.bin     int64, rows + 1 entries: row i is ids[offsets[i]:offsets[i + 1]]
     flags.bin       uint8 per row: 1 = truncated to the leaf's length, 2 = unreadable (see below)
+    checked.json    the files whose CRCs were checked, so later opens check only what changed since
 
 The folder is ``tokens/<key>/`` in the teacher-cache folder; the key hashes the texts, the tokenizer, the
 prompts and the length, so a rerun (``resume``) or a later run on the same texts and student reuses it.
@@ -40,13 +41,14 @@ import numpy as np
 
 from leaf_hub.data.specs import KINDS
 from leaf_hub.errors import LeafHubError
-from leaf_hub.files import atomic_write_json
+from leaf_hub.files import RESIDENT_MAP_BYTES, CheckedFiles, atomic_write_json, drop_pages, map_array
 
 logger = logging.getLogger(__name__)
 
 TOKENS_FORMAT = 1
 MANIFEST = "manifest.json"
 PROGRESS = "progress.json"
+CHECKED = "checked.json"  # files whose CRCs were checked, by size, mtime and inode (see CheckedFiles)
 TRUNCATED, UNREADABLE = 1, 2
 CHUNK_ROWS = 8192  # texts per tokenizer call: the Rust tokenizer spreads them over the cores
 _FILES = ("ids.bin", "offsets.bin", "flags.bin")
@@ -128,6 +130,7 @@ class TokenStore:
         self.dtype = np.dtype(m["dtype"])
         sizes = {"ids.bin": int(m["tokens"]) * self.dtype.itemsize, "offsets.bin": (self.rows + 1) * 8}
         sizes["flags.bin"] = self.rows
+        checks = CheckedFiles(self.folder / CHECKED)
         for name, size in sizes.items():
             file = self.folder / name
             if not file.is_file() or file.stat().st_size != size:
@@ -136,11 +139,15 @@ class TokenStore:
                     f"{file.stat().st_size if file.is_file() else 'missing'} bytes, not {size}; delete the "
                     "folder to rebuild it (the texts and teacher vectors are kept)"
                 )
-            if verify and _crc32(file) != m["crc32"][name]:
-                raise LeafHubError(
-                    f"token store {self.folder} is damaged: {name} does not match its checksum; delete the "
-                    "folder to rebuild it (the texts and teacher vectors are kept)"
-                )
+            crc = m["crc32"][name]
+            if verify and checks.needs_check(file, crc):
+                if _crc32(file) != crc:
+                    raise LeafHubError(
+                        f"token store {self.folder} is damaged: {name} does not match its checksum; delete "
+                        "the folder to rebuild it (the texts and teacher vectors are kept)"
+                    )
+                checks.checked(file, crc)
+        checks.save()
         self.ids = _map(self.folder / "ids.bin", self.dtype, int(m["tokens"]))
         self.offsets = _map(self.folder / "offsets.bin", np.dtype(np.int64), self.rows + 1)
         self.flags = _map(self.folder / "flags.bin", np.dtype(np.uint8), self.rows)
@@ -158,24 +165,19 @@ class TokenStore:
         """Rows training may use (the unreadable ones left out)."""
         return np.flatnonzero((np.asarray(self.flags) & UNREADABLE) == 0)
 
+    @property
+    def drops_pages(self) -> bool:
+        """Whether reads hand their pages back at once (ids larger than ``RESIDENT_MAP_BYTES``)."""
+        return self.ids.nbytes > RESIDENT_MAP_BYTES
+
     def release(self) -> None:
+        """Unmap every page this process holds of the store (they stay in the page cache)."""
         for array in (self.ids, self.offsets, self.flags):
-            _release(array)
+            drop_pages(array)
 
 
 def _map(path: Path, dtype: np.dtype, count: int) -> np.ndarray:
-    if count == 0:
-        return np.zeros(0, dtype=dtype)
-    return np.memmap(path, dtype=dtype, mode="r", shape=(count,))
-
-
-def _release(array: np.ndarray) -> None:
-    """Let the kernel drop the pages of a memory map this process has touched (they stay on disk)."""
-    import mmap
-
-    mm = getattr(array, "_mmap", None)
-    if mm is not None and hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
-        mm.madvise(mmap.MADV_DONTNEED)
+    return map_array(path, dtype, (count,))
 
 
 def _crc32(path: Path, block: int = 16 << 20) -> int:
@@ -187,9 +189,17 @@ def _crc32(path: Path, block: int = 16 << 20) -> int:
 
 
 def collate_flat(
-    ids: np.ndarray, offsets: np.ndarray, rows: Sequence[int] | np.ndarray, pad_id: int
+    ids: np.ndarray,
+    offsets: np.ndarray,
+    rows: Sequence[int] | np.ndarray,
+    pad_id: int,
+    drop_pages_read: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of a flat id array padded to their longest: (input_ids int64, attention_mask int64), no row loop."""
+    """Rows of a flat id array padded to their longest: (input_ids int64, attention_mask int64), no row loop.
+
+    ``drop_pages_read``: unmap the pages read from memory-mapped ``ids`` and ``offsets`` afterwards
+    (:func:`~leaf_hub.files.drop_pages`), so random batches over a large store keep RSS flat.
+    """
     rows = np.asarray(rows, dtype=np.int64)
     starts = np.asarray(offsets[rows], dtype=np.int64)
     lengths = np.asarray(offsets[rows + 1], dtype=np.int64) - starts
@@ -198,6 +208,9 @@ def collate_flat(
     mask = cols[None, :] < lengths[:, None]
     index = np.where(mask, starts[:, None] + cols[None, :], 0)
     out = np.where(mask, np.asarray(ids[index.ravel()]).reshape(index.shape), pad_id).astype(np.int64)
+    if drop_pages_read:
+        drop_pages(ids, starts, starts + lengths)
+        drop_pages(offsets, rows, rows + 2)
     return out, mask.astype(np.int64)
 
 

@@ -464,6 +464,18 @@ def _shown_path(model: str | os.PathLike) -> str:
 
 
 @contextlib.contextmanager
+def _torch_threads_kept():
+    """PyTorch's intra-op threads as the caller had them after the block (the runners set ``--threads``)."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
 def _tokenizer_parallelism(enabled: bool):
     """Set TOKENIZERS_PARALLELISM for the block (unless the user set it), then restore it."""
     if "TOKENIZERS_PARALLELISM" in os.environ:
@@ -551,7 +563,7 @@ def benchmark(
     # Tokenizers parallelize a batch over every core: with fewer threads than cores that would let the
     # tokenizer use cores the models may not (1-1.5% of the leaf's time at batch 2 here).
     tokenizer_parallelism = threads >= available_cores()
-    with _tokenizer_parallelism(tokenizer_parallelism):
+    with _tokenizer_parallelism(tokenizer_parallelism), _torch_threads_kept():
         for backend in backends:
             runners = {role: models.runner(role, backend) for role in MODELS}
             for role, runner in runners.items():

@@ -11,6 +11,7 @@ Layout of a cache folder::
                            embedding  their vectors, (n, d), float16 (or float32)
                            digest     (n, 16) identities of those rows' (kind, text): the shard's proof
                            meta       teacher fingerprint, dimension, dtype and prompts that made it
+    checked.json         the shards whose CRCs were checked, by size, mtime and inode (not read again)
     texts/, tokens/      the text store and token stores of the runs that use this cache
 
 Texts are embedded in order of token length (little padding, so the teacher runs at full speed), a
@@ -20,11 +21,12 @@ most the shard in progress and a rerun resumes. Under ``accelerate launch`` the 
 round-robin across processes, and every process then maps the same files.
 
 Reading is by memory map: :class:`CachedTargets` hands out float32 rows a batch at a time from the
-float16 shards, so memory does not grow with the number of texts. Nothing is trusted that cannot prove
+float16 shards, so memory does not grow with the number of texts (a cache larger than 1 GiB hands each
+read's pages back, so the process's RSS stays flat too). Nothing is trusted that cannot prove
 itself: a cache built by another teacher, of another dimension or for other texts is refused; every shard
-is checked against its zip CRC (a truncated or damaged shard is named, with the fix) and its rows'
-digests against the texts of this run (shards left from other texts are refused even when the manifest is
-gone).
+is checked against its zip CRC (a truncated or damaged shard is named, with the fix; a shard unchanged
+since it was last checked is not read again) and its rows' digests against the texts of this run (shards
+left from other texts are refused even when the manifest is gone).
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import mmap
 import os
 import struct
 import zipfile
@@ -46,11 +47,19 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from leaf_hub.errors import LeafHubError
-from leaf_hub.files import atomic_write_bytes, atomic_write_json
+from leaf_hub.files import (
+    RESIDENT_MAP_BYTES,
+    CheckedFiles,
+    atomic_write_bytes,
+    atomic_write_json,
+    drop_pages,
+    map_array,
+)
 
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+CHECKED = "checked.json"
 FORMAT_VERSION = 2  # 2: shards carry the digests of their rows and the facts of the teacher that made them
 # float16 keeps 3 significant digits: enough for unit vectors (cosine to float32 >= 0.9999), half the disk.
 MIN_FP16_COSINE = 0.999
@@ -332,8 +341,11 @@ class TeacherCache:
         offset_in = np.zeros(n, dtype=np.int32)
         shards: list[_Shard] = []
         want_meta = manifest.shard_meta()
+        checks = CheckedFiles(self.folder / CHECKED)
         for path in self._shard_paths():
-            shard = _Shard(path, check_crc=check_crc)
+            shard = _Shard(path, check_crc=check_crc and checks.needs_check(path))
+            if check_crc:
+                checks.checked(path)
             if shard.meta is not None:
                 differs = [
                     k
@@ -370,6 +382,7 @@ class TeacherCache:
             offset_in[index] = np.arange(len(index), dtype=np.int32)
             shard.index = shard.digest = None  # in shard_of / offset_in now; memory stays flat
             shards.append(shard)
+        checks.save()
         missing = int((shard_of < 0).sum())
         if missing and require_complete:
             raise LeafHubError(
@@ -418,16 +431,12 @@ class _Shard:
         """The vectors, memory-mapped on first use (one map per shard)."""
         if self._embedding is None:
             offset, dtype, shape, _ = self.members["embedding"]
-            if int(np.prod(shape)) == 0:
-                self._embedding = np.zeros(shape, dtype=dtype)
-            else:
-                self._embedding = np.memmap(self.path, dtype=dtype, mode="r", offset=offset, shape=shape)
+            self._embedding = map_array(self.path, dtype, shape, offset)
         return self._embedding
 
     def release(self) -> None:
-        mm = getattr(self._embedding, "_mmap", None)
-        if mm is not None and hasattr(mmap, "MADV_DONTNEED"):
-            mm.madvise(mmap.MADV_DONTNEED)
+        if self._embedding is not None:
+            drop_pages(self._embedding)
 
 
 def _locate(f, info: zipfile.ZipInfo) -> tuple[int, np.dtype, tuple[int, ...], bool]:
@@ -472,17 +481,16 @@ class CachedTargets:
     """Every row's teacher vector, read from the memory-mapped shards as float32 a batch at a time.
 
     ``targets[rows]`` -> (len(rows), d) float32; ``targets[i]`` -> (d,); ``np.asarray(targets)`` loads all
-    (small caches only). Pages read are handed back to the kernel every few thousand reads, so a long run
-    over a cache larger than memory keeps a flat footprint.
+    (small caches only). A cache larger than ``RESIDENT_MAP_BYTES`` hands each read's pages back at once
+    (:func:`~leaf_hub.files.drop_pages`), so random batches over it keep the process's RSS flat.
     """
-
-    RELEASE_EVERY = 4096
 
     def __init__(self, shards: list[_Shard], shard_of: np.ndarray, offset_in: np.ndarray, dimension: int):
         self.shards, self.shard_of, self.offset_in = shards, shard_of, offset_in
         self.shape = (len(shard_of), dimension)
         self.dtype = np.dtype(np.float32)
-        self._reads = 0
+        stored = shards[0].members["embedding"][1].itemsize if shards else 4
+        self.drops_pages = len(shard_of) * dimension * stored > RESIDENT_MAP_BYTES
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -496,10 +504,10 @@ class CachedTargets:
         where = self.offset_in[rows]
         for k in np.unique(which).tolist():
             sel = which == k
-            out[sel] = self.shards[k].embedding[where[sel]]
-        self._reads += 1
-        if self._reads % self.RELEASE_EVERY == 0:
-            self.release()
+            embedding = self.shards[k].embedding
+            out[sel] = embedding[where[sel]]
+            if self.drops_pages:
+                drop_pages(embedding, where[sel])
         return out
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:

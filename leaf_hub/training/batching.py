@@ -10,30 +10,70 @@ the batches an uninterrupted run would.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
 
+class EpochBatches(Sequence):
+    """One epoch's batches of row indices, held as flat arrays: about 4 bytes a row, not a list per batch.
+
+    Batch ``i`` is ``rows[bounds[order[i]] : bounds[order[i] + 1]]``, a list of ints when read. At the
+    paper's 6.4M texts a Python list per batch took ~43 bytes a text (2.7 GB at 64M); this takes ~4.5.
+    """
+
+    def __init__(self, rows: np.ndarray, bounds: np.ndarray, order: np.ndarray):
+        self.rows, self.bounds, self.order = rows, bounds, order
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return EpochBatches(self.rows, self.bounds, self.order[i])
+        k = int(self.order[i])
+        return self.rows[self.bounds[k] : self.bounds[k + 1]].tolist()
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for k in self.order.tolist():
+            yield self.rows[self.bounds[k] : self.bounds[k + 1]].tolist()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or len(self) != len(other):
+            return False
+        return all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # mutable arrays inside
+
+
+def _index_dtype(n: int) -> np.dtype:
+    return np.dtype(np.int32 if n < 2**31 else np.int64)
+
+
 def length_grouped_batches(
-    lengths: Sequence[int], batch_size: int, seed: int, epoch: int, group: int = 64
-) -> list[list[int]]:
+    lengths: Sequence[int] | np.ndarray, batch_size: int, seed: int, epoch: int, group: int = 64
+) -> EpochBatches:
     """Index batches for one epoch; the last, smaller batch of each mega-batch is kept."""
     n = len(lengths)
     rng = np.random.default_rng([seed, epoch])
     perm = rng.permutation(n)
     lengths = np.asarray(lengths)
-    batches: list[list[int]] = []
+    rows = np.empty(n, dtype=_index_dtype(n))
     mega = batch_size * group
     for start in range(0, n, mega):
         chunk = perm[start : start + mega]
-        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
-        batches.extend(chunk[i : i + batch_size].tolist() for i in range(0, len(chunk), batch_size))
-    order = rng.permutation(len(batches))
-    return [batches[i] for i in order]
+        rows[start : start + len(chunk)] = chunk[np.argsort(-lengths[chunk], kind="stable")]
+    del perm
+    # Batches start every batch_size rows inside each mega-batch (its last batch may be smaller).
+    starts = np.arange(0, n, mega)[:, None] + np.arange(0, mega, batch_size)[None, :]
+    starts = starts[starts < n]
+    bounds = np.append(starts, n).astype(np.int64)
+    order = rng.permutation(len(starts))
+    return EpochBatches(rows, bounds, order)
 
 
-def random_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+def random_batches(n: int, batch_size: int, seed: int, epoch: int) -> EpochBatches:
     """Plain shuffled batches (the paper's recipe; the baseline in ``bench/``)."""
-    perm = np.random.default_rng([seed, epoch]).permutation(n)
-    return [perm[i : i + batch_size].tolist() for i in range(0, n, batch_size)]
+    perm = np.random.default_rng([seed, epoch]).permutation(n).astype(_index_dtype(n))
+    bounds = np.append(np.arange(0, n, batch_size), n).astype(np.int64)
+    return EpochBatches(perm, bounds, np.arange(len(bounds) - 1))

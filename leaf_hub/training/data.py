@@ -36,9 +36,16 @@ def collate(input_ids: Sequence[Sequence[int]], pad_id: int) -> dict[str, torch.
 class FlatIds:
     """Token ids of many rows back to back: row ``i`` is ``ids[offsets[i]:offsets[i + 1]]``."""
 
-    def __init__(self, ids: np.ndarray, offsets: np.ndarray, lengths: np.ndarray | None = None):
+    def __init__(
+        self,
+        ids: np.ndarray,
+        offsets: np.ndarray,
+        lengths: np.ndarray | None = None,
+        drop_pages_read: bool = False,
+    ):
         self.ids, self.offsets = ids, offsets
         self.lengths = np.diff(np.asarray(offsets)).astype(np.int32) if lengths is None else lengths
+        self.drop_pages_read = drop_pages_read  # memory-mapped ids too large to stay resident
 
     @classmethod
     def from_lists(cls, rows: Sequence[Sequence[int]]) -> FlatIds:
@@ -54,7 +61,7 @@ class FlatIds:
         return np.asarray(self.ids[self.offsets[i] : self.offsets[i + 1]]).tolist()
 
     def collate(self, rows: Sequence[int] | np.ndarray, pad_id: int) -> dict[str, torch.Tensor]:
-        ids, mask = collate_flat(self.ids, self.offsets, rows, pad_id)
+        ids, mask = collate_flat(self.ids, self.offsets, rows, pad_id, self.drop_pages_read)
         return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
 
 
@@ -77,7 +84,9 @@ class TrainData:
         if isinstance(input_ids, FlatIds):
             self.input_ids = input_ids
         elif hasattr(input_ids, "ids") and hasattr(input_ids, "offsets"):  # a TokenStore
-            self.input_ids = FlatIds(input_ids.ids, input_ids.offsets, input_ids.lengths)
+            self.input_ids = FlatIds(
+                input_ids.ids, input_ids.offsets, input_ids.lengths, input_ids.drops_pages
+            )
         else:
             self.input_ids = FlatIds.from_lists(input_ids)
         if len(targets) != len(self.input_ids):

@@ -22,7 +22,7 @@ import torch
 from sentence_transformers.base.sampler import DefaultBatchSampler
 from torch.utils.data import DataLoader, Dataset
 
-from leaf_hub.training.batching import length_grouped_batches, random_batches
+from leaf_hub.training.batching import EpochBatches, length_grouped_batches, random_batches
 from leaf_hub.training.data import TrainData
 
 GROUP = 64  # batches per mega-batch sorted by length (transformers' LengthGroupedSampler uses 50)
@@ -85,7 +85,7 @@ class LengthGroupedBatchSampler(DefaultBatchSampler):
         self.num_processes = num_processes
         self.process_index = process_index
 
-    def all_batches(self) -> list[list[int]]:
+    def all_batches(self) -> EpochBatches:
         """The epoch's batches of every process, in order."""
         if self.grouped:
             return length_grouped_batches(self.lengths, self.batch_size, self.seed, self.epoch, GROUP)
