@@ -85,17 +85,16 @@ def read_json(path: str | os.PathLike) -> Any | None:
         raise LeafHubError(f"{path} is not readable JSON ({exc}); rewrite it or delete it") from None
 
 
-# -- memory maps ---------------------------------------------------------------------------------------
+# -- memory maps and positional reads -------------------------------------------------------------------
 
 # A read fault on a mapped file maps more than the page asked for: fault-around maps up to 64 KB of cached
-# pages, and a large page-cache folio (up to 2 MB, a PMD) is mapped whole. Random 2 KB reads over a mapped
-# store therefore put up to 2 MB each into the process's RSS until the whole file is resident (measured: a
-# 2 GB file fully resident after 4,000 random batches of 32 rows). Unmapping the 2 MB-aligned windows
-# around what was read keeps RSS flat; the pages stay in the page cache, so the next read is a minor fault.
-PAGE_WINDOW = 2 << 20
-
-# Stores up to this size stay mapped as read: the process holds at most their size. Larger ones hand each
-# read's pages back at once (a minor fault per row the next time, ~4x slower reads, and a flat RSS).
+# pages, and a large page-cache folio (up to 2 MB, a PMD) is mapped whole. Random 2 KB reads through a map
+# of a large store therefore put up to 2 MB each into the process's RSS until the whole file is resident
+# (measured: a 2 GB file fully resident after 4,000 random batches of 32 rows), and unmapping after each
+# read makes every read a fault that maps a folio again (~7x slower than a positional read, measured on the
+# 12 GB cache of 6.4M texts). Stores larger than this are read row by row with ``pread`` (:func:`read_spans`):
+# the same page cache, shared by every process, and nothing mapped. Smaller ones stay mapped as read: they
+# cost at most their size, and a read from a resident map is the fastest there is.
 RESIDENT_MAP_BYTES = 1 << 30
 
 
@@ -109,38 +108,41 @@ def map_array(path: str | os.PathLike, dtype: Any, shape: tuple[int, ...], offse
     return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
 
 
-def drop_pages(array: np.ndarray, first: np.ndarray | None = None, last: np.ndarray | None = None) -> None:
-    """Unmap from this process the pages of ``array`` (a :func:`map_array`) that hold items ``first..last``.
+def drop_pages(array: np.ndarray) -> None:
+    """Unmap from this process every page of ``array`` (a :func:`map_array`) it has read.
 
-    ``first`` and ``last`` are arrays of item indices along the first axis (``last`` exclusive, default
-    ``first + 1``); without them the whole map is dropped. Only this process's mapping changes: the file's
-    pages stay in the page cache (shared with other processes mapping it), and a later read maps them
+    Only this process's mapping changes: the pages stay in the page cache, and a later read maps them
     again. A no-op for in-memory arrays and where ``madvise`` is missing.
     """
     mm = getattr(array, "_mmap", None)
-    if mm is None or not hasattr(mmap, "MADV_DONTNEED") or mm.closed:
-        return
-    if first is None:
+    if mm is not None and hasattr(mmap, "MADV_DONTNEED") and not mm.closed:
         mm.madvise(mmap.MADV_DONTNEED)
-        return
-    first = np.asarray(first, dtype=np.int64)
-    if not len(first):
-        return
-    last = first + 1 if last is None else np.asarray(last, dtype=np.int64)
-    map_start = array.offset - array.offset % mmap.ALLOCATIONGRANULARITY  # the file offset the map begins at
-    stride = array.strides[0] if array.ndim else array.itemsize
-    begin = array.offset + first * stride  # file offsets of the items' first and last bytes
-    end = array.offset + np.maximum(last, first + 1) * stride - 1
-    low, high = begin // PAGE_WINDOW, end // PAGE_WINDOW
-    count = high - low + 1  # windows each item spans (one or two for a row or a text's ids)
-    step = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
-    windows = np.unique(np.repeat(low, count) + step)
-    size = len(mm)
-    for w in windows.tolist():
-        start = max(w * PAGE_WINDOW - map_start, 0)
-        stop = min((w + 1) * PAGE_WINDOW - map_start, size)
-        if stop > start:
-            mm.madvise(mmap.MADV_DONTNEED, start, stop - start)
+
+
+def read_spans(path: str | os.PathLike, starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """The bytes ``[starts[i], starts[i] + sizes[i])`` of ``path``, back to back, as a uint8 array.
+
+    One positional read (``pread``) per span, through the page cache, with nothing mapped into the process.
+    A file shorter than a span raises :class:`~leaf_hub.errors.LeafHubError` naming it.
+    """
+    starts = np.asarray(starts, dtype=np.int64)
+    sizes = np.asarray(sizes, dtype=np.int64)
+    out = np.empty(int(sizes.sum()), dtype=np.uint8)
+    view = memoryview(out)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        pos = 0
+        for start, size in zip(starts.tolist(), sizes.tolist(), strict=True):
+            if size and os.preadv(fd, [view[pos : pos + size]], start) != size:
+                from leaf_hub.errors import LeafHubError
+
+                raise LeafHubError(
+                    f"{path} ends before byte {start + size:,}: it was cut short; delete it and rerun to rebuild it"
+                )
+            pos += size
+    finally:
+        os.close(fd)
+    return out
 
 
 # -- files checked in full -----------------------------------------------------------------------------

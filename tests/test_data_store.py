@@ -359,7 +359,7 @@ def test_flat_collation_equals_row_by_row_padding():
 
 @pytest.mark.parametrize("large", [False, True])
 def test_mapped_train_data_equals_in_memory(tmp_path, tiny_tokenizer, monkeypatch, large):
-    """The maps give the in-memory batches; stores too large to stay resident also keep none of them mapped."""
+    """The stores give the in-memory batches; stores too large to stay mapped are read without mapping them."""
     from test_files import HAS_SMAPS, resident_kb
     from test_teacher_cache import CountingTeacher
 
@@ -389,7 +389,8 @@ def test_mapped_train_data_equals_in_memory(tmp_path, tiny_tokenizer, monkeypatc
         if large and HAS_SMAPS:
             assert resident_kb(tokens.folder / "ids.bin") == resident_kb(tokens.folder / "offsets.bin") == 0
             assert sum(resident_kb(shard.path) for shard in targets.shards) == 0
-    assert mapped.input_ids.drop_pages_read == targets.drops_pages == large
+    assert mapped.input_ids.store.reads_positionally == targets.reads_positionally == large
+    assert mapped.input_ids[7] == memory.input_ids[7]
 
 
 def test_large_parquet_file_streams_in_bounded_memory(tmp_path):

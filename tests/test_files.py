@@ -1,4 +1,4 @@
-"""leaf_hub.files: memory maps that hand their pages back, and files checked once (issue 17)."""
+"""leaf_hub.files: memory maps, positional reads of large stores, and files checked once (issue 17)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from leaf_hub.files import CheckedFiles, drop_pages, map_array
+from leaf_hub.files import CheckedFiles, drop_pages, map_array, read_spans
 
 HAS_SMAPS = sys.platform.startswith("linux") and os.path.exists("/proc/self/smaps")
 needs_smaps = pytest.mark.skipif(not HAS_SMAPS, reason="reads /proc/self/smaps")
@@ -29,9 +29,9 @@ def resident_kb(path) -> int:
 
 
 @needs_smaps
-def test_drop_pages_unmaps_what_was_read_and_keeps_the_values(tmp_path):
-    """Random rows read from a mapped file stay mapped (RSS grows) unless their pages are dropped."""
-    rows, width = 6000, 1024  # 12 MB of float16: several 2 MB windows
+def test_mapped_reads_stay_in_rss_until_dropped_and_positional_reads_map_nothing(tmp_path):
+    """Why large stores are read with pread: random rows read through a map stay mapped (RSS grows)."""
+    rows, width = 6000, 1024  # 12 MB of float16
     path = tmp_path / "vectors.bin"
     data = np.random.default_rng(0).standard_normal((rows, width)).astype(np.float16)
     path.write_bytes(b"\0" * 100 + data.tobytes())  # an offset that is not page-aligned, as in a shard
@@ -43,21 +43,25 @@ def test_drop_pages_unmaps_what_was_read_and_keeps_the_values(tmp_path):
     drop_pages(array)
     assert resident_kb(path) == 0
 
-    for batch in np.array_split(picks, 8):
-        assert np.array_equal(np.asarray(array[batch], dtype=np.float32), data[batch].astype(np.float32))
-        drop_pages(array, batch)
-        assert resident_kb(path) == 0
+    row = width * 2
+    got = read_spans(path, 100 + picks * row, np.full(len(picks), row)).view(np.float16).reshape(-1, width)
+    assert np.array_equal(got, data[picks]) and resident_kb(path) == 0
+    spans = read_spans(path, np.array([100, 4097, 100]), np.array([0, 3, 2]))
+    raw = path.read_bytes()
+    assert spans.tolist() == list(raw[4097:4100]) + list(raw[100:102])
 
-    ids = map_array(path, np.uint16, (rows * width,), offset=100)  # spans of a flat id array
-    starts = np.array([0, 4095, 2 * 1024 * 1024 - 3, rows * width - 600])
-    spans = [np.array(ids[s : s + 512]) for s in starts]  # copies: the pages are read
-    assert resident_kb(path) > 0
-    drop_pages(ids, starts, starts + 512)
-    assert resident_kb(path) == 0 and all(len(s) == 512 for s in spans)
+
+def test_a_span_past_the_end_of_a_file_names_the_file(tmp_path):
+    from leaf_hub.errors import LeafHubError
+
+    path = tmp_path / "ids.bin"
+    path.write_bytes(b"x" * 10)
+    with pytest.raises(LeafHubError, match=r"ids\.bin ends before byte 12: it was cut short"):
+        read_spans(path, np.array([0, 8]), np.array([4, 4]))
 
 
 def test_drop_pages_ignores_in_memory_arrays(tmp_path):
-    drop_pages(np.zeros((4, 4)), np.array([1]))
+    drop_pages(np.zeros((4, 4)))
     assert map_array(tmp_path / "missing", np.float32, (0, 8)).shape == (0, 8)  # empty: nothing to map
 
 

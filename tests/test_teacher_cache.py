@@ -134,22 +134,22 @@ def test_prepare_maps_the_shards_and_converts_per_batch(tmp_path):
 
 
 @needs_smaps
-def test_a_cache_too_large_to_stay_resident_hands_each_reads_pages_back(tmp_path, monkeypatch):
-    """Issue 17: random batches over a large mapped cache keep RSS flat; a small cache stays mapped."""
+def test_a_cache_too_large_to_stay_resident_is_read_without_mapping_it(tmp_path, monkeypatch):
+    """Issue 17: random batches over a large cache keep RSS flat (pread); a small cache stays mapped."""
     from leaf_hub.teachers import cache as cache_module
 
     texts, kinds = _texts(64)
     full = TeacherCache(tmp_path, shard_size=8).build(CountingTeacher(dimension=512), texts, kinds)
     rows = np.random.default_rng(0).permutation(64)[:20]
     small = TeacherCache(tmp_path, shard_size=8).open(texts, kinds)
-    assert not small.drops_pages
+    assert not small.reads_positionally
     assert np.array_equal(small[rows], full[rows])
     assert sum(resident_kb(s.path) for s in small.shards) > 0
     small.release()
 
     monkeypatch.setattr(cache_module, "RESIDENT_MAP_BYTES", 1000)  # this cache is "large" now
     large = TeacherCache(tmp_path, shard_size=8).open(texts, kinds)
-    assert large.drops_pages
+    assert large.reads_positionally
     for batch in np.array_split(rows, 4):
         assert np.array_equal(large[batch], full[batch])
         assert sum(resident_kb(s.path) for s in large.shards) == 0

@@ -41,7 +41,14 @@ import numpy as np
 
 from leaf_hub.data.specs import KINDS
 from leaf_hub.errors import LeafHubError
-from leaf_hub.files import RESIDENT_MAP_BYTES, CheckedFiles, atomic_write_json, drop_pages, map_array
+from leaf_hub.files import (
+    RESIDENT_MAP_BYTES,
+    CheckedFiles,
+    atomic_write_json,
+    drop_pages,
+    map_array,
+    read_spans,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +159,7 @@ class TokenStore:
         self.offsets = _map(self.folder / "offsets.bin", np.dtype(np.int64), self.rows + 1)
         self.flags = _map(self.folder / "flags.bin", np.dtype(np.uint8), self.rows)
         self.lengths = np.diff(self.offsets).astype(np.int32)
+        drop_pages(self.offsets)  # read whole once: kept as lengths, not as mapped pages
         self.report = TokenReport(**m["report"])
         self.pad_token_id = int(m["pad_token_id"])
 
@@ -159,16 +167,32 @@ class TokenStore:
         return self.rows
 
     def row(self, i: int) -> list[int]:
-        return self.ids[self.offsets[i] : self.offsets[i + 1]].tolist()
+        return self.take([i])[0].tolist()
 
     def usable_rows(self) -> np.ndarray:
         """Rows training may use (the unreadable ones left out)."""
-        return np.flatnonzero((np.asarray(self.flags) & UNREADABLE) == 0)
+        usable = np.flatnonzero((np.asarray(self.flags) & UNREADABLE) == 0)
+        drop_pages(self.flags)
+        return usable
 
     @property
-    def drops_pages(self) -> bool:
-        """Whether reads hand their pages back at once (ids larger than ``RESIDENT_MAP_BYTES``)."""
+    def reads_positionally(self) -> bool:
+        """Whether rows are read with ``pread`` rather than through the maps (ids over ``RESIDENT_MAP_BYTES``)."""
         return self.ids.nbytes > RESIDENT_MAP_BYTES
+
+    def take(self, rows: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The ids of ``rows`` back to back, and where each starts (``len(rows) + 1`` offsets into them)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        lengths = self.lengths[rows].astype(np.int64)
+        local = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        if self.reads_positionally:  # nothing of a large store is mapped into the process (see files.py)
+            starts = read_spans(self.folder / "offsets.bin", rows * 8, np.full(len(rows), 8)).view(np.int64)
+            size = self.dtype.itemsize
+            flat = read_spans(self.folder / "ids.bin", starts * size, lengths * size).view(self.dtype)
+        else:
+            starts = np.asarray(self.offsets[rows], dtype=np.int64)
+            flat = np.asarray(self.ids[np.repeat(starts - local[:-1], lengths) + np.arange(local[-1])])
+        return flat, local
 
     def release(self) -> None:
         """Unmap every page this process holds of the store (they stay in the page cache)."""
@@ -189,17 +213,9 @@ def _crc32(path: Path, block: int = 16 << 20) -> int:
 
 
 def collate_flat(
-    ids: np.ndarray,
-    offsets: np.ndarray,
-    rows: Sequence[int] | np.ndarray,
-    pad_id: int,
-    drop_pages_read: bool = False,
+    ids: np.ndarray, offsets: np.ndarray, rows: Sequence[int] | np.ndarray, pad_id: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of a flat id array padded to their longest: (input_ids int64, attention_mask int64), no row loop.
-
-    ``drop_pages_read``: unmap the pages read from memory-mapped ``ids`` and ``offsets`` afterwards
-    (:func:`~leaf_hub.files.drop_pages`), so random batches over a large store keep RSS flat.
-    """
+    """Rows of a flat id array padded to their longest: (input_ids int64, attention_mask int64), no row loop."""
     rows = np.asarray(rows, dtype=np.int64)
     starts = np.asarray(offsets[rows], dtype=np.int64)
     lengths = np.asarray(offsets[rows + 1], dtype=np.int64) - starts
@@ -208,9 +224,6 @@ def collate_flat(
     mask = cols[None, :] < lengths[:, None]
     index = np.where(mask, starts[:, None] + cols[None, :], 0)
     out = np.where(mask, np.asarray(ids[index.ravel()]).reshape(index.shape), pad_id).astype(np.int64)
-    if drop_pages_read:
-        drop_pages(ids, starts, starts + lengths)
-        drop_pages(offsets, rows, rows + 2)
     return out, mask.astype(np.int64)
 
 

@@ -21,8 +21,8 @@ most the shard in progress and a rerun resumes. Under ``accelerate launch`` the 
 round-robin across processes, and every process then maps the same files.
 
 Reading is by memory map: :class:`CachedTargets` hands out float32 rows a batch at a time from the
-float16 shards, so memory does not grow with the number of texts (a cache larger than 1 GiB hands each
-read's pages back, so the process's RSS stays flat too). Nothing is trusted that cannot prove
+float16 shards, so memory does not grow with the number of texts (a cache larger than 1 GiB is read row
+by row with ``pread`` instead, through the same page cache, so the process's RSS stays flat too). Nothing is trusted that cannot prove
 itself: a cache built by another teacher, of another dimension or for other texts is refused; every shard
 is checked against its zip CRC (a truncated or damaged shard is named, with the fix; a shard unchanged
 since it was last checked is not read again) and its rows' digests against the texts of this run (shards
@@ -54,6 +54,7 @@ from leaf_hub.files import (
     atomic_write_json,
     drop_pages,
     map_array,
+    read_spans,
 )
 
 logger = logging.getLogger(__name__)
@@ -481,8 +482,8 @@ class CachedTargets:
     """Every row's teacher vector, read from the memory-mapped shards as float32 a batch at a time.
 
     ``targets[rows]`` -> (len(rows), d) float32; ``targets[i]`` -> (d,); ``np.asarray(targets)`` loads all
-    (small caches only). A cache larger than ``RESIDENT_MAP_BYTES`` hands each read's pages back at once
-    (:func:`~leaf_hub.files.drop_pages`), so random batches over it keep the process's RSS flat.
+    (small caches only). A cache larger than ``RESIDENT_MAP_BYTES`` is read with one ``pread`` per row
+    (:func:`~leaf_hub.files.read_spans`), so random batches over it keep the process's RSS flat.
     """
 
     def __init__(self, shards: list[_Shard], shard_of: np.ndarray, offset_in: np.ndarray, dimension: int):
@@ -490,7 +491,8 @@ class CachedTargets:
         self.shape = (len(shard_of), dimension)
         self.dtype = np.dtype(np.float32)
         stored = shards[0].members["embedding"][1].itemsize if shards else 4
-        self.drops_pages = len(shard_of) * dimension * stored > RESIDENT_MAP_BYTES
+        # A large cache is read row by row with pread: nothing of it is mapped (see leaf_hub/files.py).
+        self.reads_positionally = len(shard_of) * dimension * stored > RESIDENT_MAP_BYTES
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -504,10 +506,16 @@ class CachedTargets:
         where = self.offset_in[rows]
         for k in np.unique(which).tolist():
             sel = which == k
-            embedding = self.shards[k].embedding
-            out[sel] = embedding[where[sel]]
-            if self.drops_pages:
-                drop_pages(embedding, where[sel])
+            shard = self.shards[k]
+            if self.reads_positionally:
+                offset, dtype, shape, _ = shard.members["embedding"]
+                row = dtype.itemsize * shape[1]
+                raw = read_spans(
+                    shard.path, offset + where[sel].astype(np.int64) * row, np.full(sel.sum(), row)
+                )
+                out[sel] = raw.view(dtype).reshape(-1, shape[1])
+            else:
+                out[sel] = shard.embedding[where[sel]]
         return out
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:

@@ -36,16 +36,9 @@ def collate(input_ids: Sequence[Sequence[int]], pad_id: int) -> dict[str, torch.
 class FlatIds:
     """Token ids of many rows back to back: row ``i`` is ``ids[offsets[i]:offsets[i + 1]]``."""
 
-    def __init__(
-        self,
-        ids: np.ndarray,
-        offsets: np.ndarray,
-        lengths: np.ndarray | None = None,
-        drop_pages_read: bool = False,
-    ):
+    def __init__(self, ids: np.ndarray, offsets: np.ndarray, lengths: np.ndarray | None = None):
         self.ids, self.offsets = ids, offsets
         self.lengths = np.diff(np.asarray(offsets)).astype(np.int32) if lengths is None else lengths
-        self.drop_pages_read = drop_pages_read  # memory-mapped ids too large to stay resident
 
     @classmethod
     def from_lists(cls, rows: Sequence[Sequence[int]]) -> FlatIds:
@@ -61,7 +54,28 @@ class FlatIds:
         return np.asarray(self.ids[self.offsets[i] : self.offsets[i + 1]]).tolist()
 
     def collate(self, rows: Sequence[int] | np.ndarray, pad_id: int) -> dict[str, torch.Tensor]:
-        ids, mask = collate_flat(self.ids, self.offsets, rows, pad_id, self.drop_pages_read)
+        ids, mask = collate_flat(self.ids, self.offsets, rows, pad_id)
+        return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+
+
+class StoredIds(FlatIds):
+    """The rows of a token store (:class:`~leaf_hub.data.tokens.TokenStore`), read through its ``take``:
+    through the maps when the store is small, with positional reads when it is not (see ``files.py``)."""
+
+    def __init__(self, store: Any):
+        super().__init__(store.ids, store.offsets, store.lengths)
+        self.store = store
+
+    def __getitem__(self, i: int) -> list[int]:
+        if not self.store.reads_positionally:
+            return super().__getitem__(i)
+        return self.store.take([i])[0].tolist()
+
+    def collate(self, rows: Sequence[int] | np.ndarray, pad_id: int) -> dict[str, torch.Tensor]:
+        if not self.store.reads_positionally:
+            return super().collate(rows, pad_id)
+        flat, local = self.store.take(rows)
+        ids, mask = collate_flat(flat, local, np.arange(len(local) - 1), pad_id)
         return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
 
 
@@ -84,9 +98,7 @@ class TrainData:
         if isinstance(input_ids, FlatIds):
             self.input_ids = input_ids
         elif hasattr(input_ids, "ids") and hasattr(input_ids, "offsets"):  # a TokenStore
-            self.input_ids = FlatIds(
-                input_ids.ids, input_ids.offsets, input_ids.lengths, input_ids.drops_pages
-            )
+            self.input_ids = StoredIds(input_ids)
         else:
             self.input_ids = FlatIds.from_lists(input_ids)
         if len(targets) != len(self.input_ids):
