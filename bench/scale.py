@@ -649,7 +649,7 @@ def table(results: dict) -> str:
     def cell(r: dict | None, key: str, fmt: str = "{}") -> str:
         return fmt.format(r[key]) if r and r.get(key) is not None else "-"
 
-    sizes = [k for k in results if k != "setup" and not k.startswith("legacy-")]
+    sizes = sorted((k for k in results if k != "setup" and not k.startswith("legacy-")), key=parse_size)
     prep = [
         "| texts | ingest s / peak RSS GB | teacher cache s / GB | tokenize s / GB (tokens) | disk GB: texts + tokens + teacher = total |",
         "|---:|---|---|---|---|",
