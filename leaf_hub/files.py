@@ -1,5 +1,5 @@
-"""Files: atomic writes (readers see the old file or the complete new one, never a partial one), JSON reads, and
-memory maps that hand their pages back.
+"""Files: atomic writes (readers see the old file or the complete new one, never a partial one), JSON reads,
+memory maps and positional reads of large stores, and a record of the files whose checksums were checked.
 
 Everything leaf-hub writes that another run or user may read (caches, reports, cards, ONNX files) goes
 through here: the content is written to a temporary name in the same folder, flushed to disk, given the
@@ -108,13 +108,13 @@ def map_array(path: str | os.PathLike, dtype: Any, shape: tuple[int, ...], offse
     return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
 
 
-def drop_pages(array: np.ndarray) -> None:
-    """Unmap from this process every page of ``array`` (a :func:`map_array`) it has read.
+def drop_pages(array: np.ndarray | mmap.mmap) -> None:
+    """Unmap from this process every page of ``array`` (a :func:`map_array`, or an ``mmap``) it has read.
 
     Only this process's mapping changes: the pages stay in the page cache, and a later read maps them
     again. A no-op for in-memory arrays and where ``madvise`` is missing.
     """
-    mm = getattr(array, "_mmap", None)
+    mm = array if isinstance(array, mmap.mmap) else getattr(array, "_mmap", None)
     if mm is not None and hasattr(mmap, "MADV_DONTNEED") and not mm.closed:
         mm.madvise(mmap.MADV_DONTNEED)
 

@@ -43,7 +43,7 @@ import numpy as np
 
 from leaf_hub.data.specs import KINDS, Kind, Source, needs_student_tokenizer, parse_specs
 from leaf_hub.errors import LeafHubError
-from leaf_hub.files import atomic_write_json, atomic_write_path
+from leaf_hub.files import atomic_write_json, atomic_write_path, drop_pages
 
 logger = logging.getLogger(__name__)
 
@@ -232,8 +232,7 @@ class TextStore:
     def release(self) -> None:
         """Drop the mapped pages this process holds (they are re-read from disk when needed again)."""
         for mm in self._maps:
-            if hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
-                mm.madvise(mmap.MADV_DONTNEED)
+            drop_pages(mm)
 
     def _take(self, column: str, rows: np.ndarray) -> list:
         """``column`` of stored ``rows``, part by part (Arrow's take on a chunked column copies it whole)."""

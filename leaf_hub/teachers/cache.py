@@ -22,8 +22,9 @@ round-robin across processes, and every process then maps the same files.
 
 Reading is by memory map: :class:`CachedTargets` hands out float32 rows a batch at a time from the
 float16 shards, so memory does not grow with the number of texts (a cache larger than 1 GiB is read row
-by row with ``pread`` instead, through the same page cache, so the process's RSS stays flat too). Nothing is trusted that cannot prove
-itself: a cache built by another teacher, of another dimension or for other texts is refused; every shard
+by row with ``pread`` instead, through the same page cache, so the process's RSS stays flat too). Nothing
+is trusted that cannot prove itself: a cache built by another teacher, of another dimension or for other
+texts is refused; every shard
 is checked against its zip CRC (a truncated or damaged shard is named, with the fix; a shard unchanged
 since it was last checked is not read again) and its rows' digests against the texts of this run (shards
 left from other texts are refused even when the manifest is gone).

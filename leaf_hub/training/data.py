@@ -67,13 +67,9 @@ class StoredIds(FlatIds):
         self.store = store
 
     def __getitem__(self, i: int) -> list[int]:
-        if not self.store.reads_positionally:
-            return super().__getitem__(i)
-        return self.store.take([i])[0].tolist()
+        return self.store.row(i)
 
     def collate(self, rows: Sequence[int] | np.ndarray, pad_id: int) -> dict[str, torch.Tensor]:
-        if not self.store.reads_positionally:
-            return super().collate(rows, pad_id)
         flat, local = self.store.take(rows)
         ids, mask = collate_flat(flat, local, np.arange(len(local) - 1), pad_id)
         return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
