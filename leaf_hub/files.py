@@ -147,6 +147,8 @@ def read_spans(path: str | os.PathLike, starts: np.ndarray, sizes: np.ndarray) -
 
 # -- files checked in full -----------------------------------------------------------------------------
 
+CHECKED_RECORD = "checked.json"  # a store's CheckedFiles record: local stamps, never published
+
 
 class CheckedFiles:
     """Which files of a folder were checked in full (their checksums), remembered by size, mtime and inode.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from leaf_hub.cli import main
+from leaf_hub.files import CHECKED_RECORD, CheckedFiles
 from leaf_hub.hub.card import CARD_MARKER
 
 TEXTS = ["what is a leaf model?", "The cat sat on the mat.", "Distillation makes small models fast."]
@@ -189,12 +191,19 @@ def test_publish_teacher_cache_as_dataset(hub, tmp_path, capsys):
                 "prompts": {}, "dimension": 4, "normalized": True, "dtype": "float16", "rows": 3}  # fmt: skip
     (cache / "manifest.json").write_text(json.dumps(manifest))
     np.savez(cache / "shard-00000.npz", index=np.arange(3), embedding=np.ones((3, 4), dtype=np.float16))
+    # The record of shards checked on this machine (sizes, mtimes, inodes) stays here.
+    os.utime(cache / "shard-00000.npz", (1e9, 1e9))
+    checks = CheckedFiles(cache / CHECKED_RECORD)
+    checks.checked(cache / "shard-00000.npz", tag=1)
+    checks.save()
+    assert (cache / CHECKED_RECORD).is_file()
     assert _publish(str(cache), "--repo-id", "tester/cache", "--dry-run") == 0
     out = capsys.readouterr().out
-    assert "tester/cache (dataset;" in out and "shard-00000.npz" in out
+    assert "tester/cache (dataset;" in out and "shard-00000.npz" in out and CHECKED_RECORD not in out
     assert _publish(str(cache), "--repo-id", "tester/cache", "--token", hub.token) == 0
     files = hub.files("tester/cache", repo_type="dataset")
     assert files["shard-00000.npz"] == (cache / "shard-00000.npz").read_bytes()
+    assert CHECKED_RECORD not in files
     assert "Teacher weights fingerprint | `ffffffffffffffff`" in files["README.md"].decode()
 
 

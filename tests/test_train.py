@@ -73,6 +73,18 @@ def test_epoch_batches_are_the_same_batches_held_in_flat_int32_arrays(n):
     assert list(plain) == [perm[i : i + 32].tolist() for i in range(0, n, 32)]
 
 
+@pytest.mark.parametrize("n", [10, 1000, 4099])
+def test_validation_split_is_the_one_of_earlier_versions_in_int32(n):
+    """The held-out rows must not change across versions (a resumed run validates on the same rows)."""
+    train_idx, val_idx = split_validation(n, 4, 32, seed=7)
+    perm = np.random.default_rng(7).permutation(n)
+    n_val = min(4 * 32, n // 10)
+    assert train_idx.tolist() == sorted(perm[n_val:].tolist()) and val_idx.tolist() == sorted(
+        perm[:n_val].tolist()
+    )
+    assert train_idx.dtype == val_idx.dtype == np.int32
+
+
 def test_ridge_is_well_conditioned_on_rank_deficient_inputs():
     rng = np.random.default_rng(0)
     basis = rng.normal(size=(8, 32))

@@ -57,6 +57,17 @@ PART_ROWS = 65_536
 PART_BYTES = 64 << 20
 
 
+def row_index_dtype(n: int) -> np.dtype:
+    """The integer type of row numbers below ``n``: int32 up to 2**31 rows (half the memory at 64M rows)."""
+    return np.dtype(np.int32 if n < 2**31 else np.int64)
+
+
+def shuffled_rows(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``rng.permutation(n)`` (the same rows in the same order, the same draws from ``rng``) in
+    :func:`row_index_dtype`, never holding the int64 array (0.5 GB at 64M rows)."""
+    return rng.permutation(np.arange(n, dtype=row_index_dtype(n)))
+
+
 def text_digests(texts: Sequence[str], kinds: Sequence[str]) -> np.ndarray:
     """(n, 16) uint8: the identity of each (kind, text) row. The teacher cache's shards keep them as proof."""
     out = bytearray(DIGEST_BYTES * len(texts))

@@ -40,8 +40,10 @@ from typing import Any
 import numpy as np
 
 from leaf_hub.data.specs import KINDS
+from leaf_hub.data.store import row_index_dtype
 from leaf_hub.errors import LeafHubError
 from leaf_hub.files import (
+    CHECKED_RECORD,
     RESIDENT_MAP_BYTES,
     CheckedFiles,
     atomic_write_json,
@@ -55,8 +57,9 @@ logger = logging.getLogger(__name__)
 TOKENS_FORMAT = 1
 MANIFEST = "manifest.json"
 PROGRESS = "progress.json"
-CHECKED = "checked.json"  # files whose CRCs were checked, by size, mtime and inode (see CheckedFiles)
+CHECKED = CHECKED_RECORD  # files whose CRCs were checked, by size, mtime and inode (see CheckedFiles)
 TRUNCATED, UNREADABLE = 1, 2
+FLAG_SCAN_ROWS = 1 << 24  # flags read this many at a time: no int64 array of every row, even for a moment
 CHUNK_ROWS = 8192  # texts per tokenizer call: the Rust tokenizer spreads them over the cores
 _FILES = ("ids.bin", "offsets.bin", "flags.bin")
 
@@ -171,7 +174,14 @@ class TokenStore:
 
     def usable_rows(self) -> np.ndarray:
         """Rows training may use (the unreadable ones left out)."""
-        usable = np.flatnonzero((np.asarray(self.flags) & UNREADABLE) == 0)
+        dtype, step = row_index_dtype(self.rows), FLAG_SCAN_ROWS
+        usable = np.concatenate(
+            [
+                start + np.flatnonzero((self.flags[start : start + step] & UNREADABLE) == 0).astype(dtype)
+                for start in range(0, self.rows, step)
+            ]
+            or [np.empty(0, dtype)]
+        )
         drop_pages(self.flags)
         return usable
 

@@ -30,14 +30,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from leaf_hub.errors import ConfigError, LeafHubError
+from leaf_hub.files import CHECKED_RECORD
 from leaf_hub.hub.card import LeafFacts, leaf_hub_version
 from leaf_hub.offline import hub_offline
 
 logger = logging.getLogger(__name__)
 
 # Never uploaded: hidden files (temp files of atomic writes, .git, .cache), Python caches, the Vocabulary
-# builder's journal (its content is already in the dataset files) and unfinished downloads.
-EXCLUDE = (".*", "__pycache__", "*.pyc", "*.tmp", "*.partial", "*.lock", "journal.jsonl")
+# builder's journal (its content is already in the dataset files), unfinished downloads and a store's record
+# of checked files (this machine's sizes, mtimes and inodes: meaningless anywhere else).
+EXCLUDE = (".*", "__pycache__", "*.pyc", "*.tmp", "*.partial", "*.lock", "journal.jsonl", CHECKED_RECORD)
 TOKEN_HELP = (
     "log in with `hf auth login`, set HF_TOKEN, or pass --token; create a token with write access at "
     "https://huggingface.co/settings/tokens"

@@ -49,6 +49,7 @@ from tqdm.auto import tqdm
 
 from leaf_hub.errors import LeafHubError
 from leaf_hub.files import (
+    CHECKED_RECORD,
     RESIDENT_MAP_BYTES,
     CheckedFiles,
     atomic_write_bytes,
@@ -61,7 +62,7 @@ from leaf_hub.files import (
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
-CHECKED = "checked.json"
+CHECKED = CHECKED_RECORD  # files whose CRCs were checked, by size, mtime and inode (see CheckedFiles)
 FORMAT_VERSION = 2  # 2: shards carry the digests of their rows and the facts of the teacher that made them
 # float16 keeps 3 significant digits: enough for unit vectors (cosine to float32 >= 0.9999), half the disk.
 MIN_FP16_COSINE = 0.999

@@ -14,6 +14,8 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from leaf_hub.data.store import shuffled_rows
+
 
 class EpochBatches(Sequence):
     """One epoch's batches of row indices, held as flat arrays: about 4 bytes a row, not a list per batch.
@@ -46,19 +48,15 @@ class EpochBatches(Sequence):
     __hash__ = None  # mutable arrays inside
 
 
-def _index_dtype(n: int) -> np.dtype:
-    return np.dtype(np.int32 if n < 2**31 else np.int64)
-
-
 def length_grouped_batches(
     lengths: Sequence[int] | np.ndarray, batch_size: int, seed: int, epoch: int, group: int = 64
 ) -> EpochBatches:
     """Index batches for one epoch; the last, smaller batch of each mega-batch is kept."""
     n = len(lengths)
     rng = np.random.default_rng([seed, epoch])
-    perm = rng.permutation(n)
+    perm = shuffled_rows(rng, n)
     lengths = np.asarray(lengths)
-    rows = np.empty(n, dtype=_index_dtype(n))
+    rows = np.empty(n, dtype=perm.dtype)
     mega = batch_size * group
     for start in range(0, n, mega):
         chunk = perm[start : start + mega]
@@ -74,6 +72,6 @@ def length_grouped_batches(
 
 def random_batches(n: int, batch_size: int, seed: int, epoch: int) -> EpochBatches:
     """Plain shuffled batches (the paper's recipe; the baseline in ``bench/``)."""
-    perm = np.random.default_rng([seed, epoch]).permutation(n).astype(_index_dtype(n))
+    perm = shuffled_rows(np.random.default_rng([seed, epoch]), n)
     bounds = np.append(np.arange(0, n, batch_size), n).astype(np.int64)
     return EpochBatches(perm, bounds, np.arange(len(bounds) - 1))

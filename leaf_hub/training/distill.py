@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from leaf_hub.data.store import shuffled_rows
 from leaf_hub.data.tokens import TokenReport
 from leaf_hub.errors import ConfigError, LeafHubError
 from leaf_hub.training.config import DistillConfig, TrainConfig
@@ -166,7 +167,7 @@ def split_validation(n: int, val_batches: int, batch_size: int, seed: int) -> tu
     n_val = min(val_batches * batch_size, n // 10)
     if n - n_val < 1:
         raise LeafHubError(f"only {n} training texts: give more data (--data)")
-    perm = np.random.default_rng(seed).permutation(n)
+    perm = shuffled_rows(np.random.default_rng(seed), n)
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 

@@ -14,6 +14,7 @@ import logging
 import numpy as np
 import torch
 
+from leaf_hub.data.store import shuffled_rows
 from leaf_hub.training.data import TrainData
 
 logger = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ def warm_start(leaf, data: TrainData, *, rows: int = 20000, seed: int = 0) -> di
     """
     from leaf_hub.leaf import projection
 
-    picked = data.train_idx[np.random.default_rng(seed).permutation(len(data.train_idx))[:rows]]
+    picked = data.train_idx[shuffled_rows(np.random.default_rng(seed), len(data.train_idx))[:rows]]
     pooled = pooled_embeddings(leaf, [data.input_ids[i] for i in picked], data.pad_token_id)
     w, info = fit_ridge_projection(pooled, data.targets[picked], seed=seed)
     set_projection(projection(leaf), w)
