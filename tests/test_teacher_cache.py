@@ -174,11 +174,26 @@ def test_a_shard_checked_once_is_not_read_again_until_it_changes(tmp_path, monke
         cache_module, "_member_crc", lambda f, info: checked.append(info.filename) or real(f, info)
     )
 
+    compared = []
+    real_digests = cache_module._ListRows.digests
+    monkeypatch.setattr(
+        cache_module._ListRows,
+        "digests",
+        lambda self, rows: compared.append(len(rows)) or real_digests(self, rows),
+    )
+
     TeacherCache(tmp_path, shard_size=8).open(texts, kinds)
     assert len(checked) == 4 * 4  # index, embedding, digest and meta of each of the 4 shards
-    checked.clear()
+    assert compared == [8, 8, 8, 8]  # every shard's rows compared with the texts'
+    checked.clear(), compared.clear()
+    targets = TeacherCache(tmp_path, shard_size=8).open(texts, kinds)
+    assert checked == [] and compared == []  # unchanged shards, same texts: nothing read again
+    assert np.allclose(targets[np.arange(32)], np.asarray(TeacherCache(tmp_path).load()))
+    other = [*texts[:20], "a text this cache never saw", *texts[21:]]
+    with pytest.raises(LeafHubError, match=r"holds other texts than this run's \(row 20 differs"):
+        TeacherCache(tmp_path, shard_size=8).open(other, kinds)  # other texts: compared again, and refused
     TeacherCache(tmp_path, shard_size=8).open(texts, kinds)
-    assert checked == []
+    checked.clear()
 
     shard = tmp_path / "shard-00002.npz"
     data = bytearray(shard.read_bytes())
