@@ -668,9 +668,11 @@ def table(results: dict) -> str:
         "| path | texts | stores ready s | warm start done s | first step s | steps/s | batch width | pipeline batches/s (1 core) | peak RSS GB (anon) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]  # fmt: skip
-    for name, r in results.items():
-        if name == "setup":
-            continue
+    legacy = sorted(
+        (k for k in results if k.startswith("legacy-")), key=lambda k: parse_size(k[len("legacy-") :])
+    )
+    for name in sizes + legacy:  # out-of-core by size, then the baseline by size
+        r = results[name]
         for t in (v for k, v in r.items() if k.startswith("train_")):
             path = "legacy (in memory)" if name.startswith("legacy-") else "out-of-core"
             if "stopped" in t:
