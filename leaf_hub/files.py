@@ -177,12 +177,17 @@ class CheckedFiles:
         st = path.stat()
         return [st.st_size, st.st_mtime_ns, st.st_ino, tag]
 
+    ANY_TAG = object()  # needs_check(path, ANY_TAG): checked at all since it last changed, whatever the tag
+
     def needs_check(self, path: str | os.PathLike, tag: Any = None) -> bool:
         path = Path(path)
         try:
-            return self.stamps.get(path.name) != self._stamp(path, tag)
+            stamp, recorded = self._stamp(path, tag), self.stamps.get(path.name)
         except OSError:
             return True
+        if tag is self.ANY_TAG:
+            return recorded is None or recorded[:3] != stamp[:3]
+        return recorded != stamp
 
     def checked(self, path: str | os.PathLike, tag: Any = None) -> None:
         """Record that ``path`` passed its check (unless it was modified too recently to trust its mtime)."""

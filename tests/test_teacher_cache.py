@@ -185,15 +185,18 @@ def test_a_shard_checked_once_is_not_read_again_until_it_changes(tmp_path, monke
     TeacherCache(tmp_path, shard_size=8).open(texts, kinds)
     assert len(checked) == 4 * 4  # index, embedding, digest and meta of each of the 4 shards
     assert compared == [8, 8, 8, 8]  # every shard's rows compared with the texts'
-    checked.clear(), compared.clear()
+    checked.clear()
+    compared.clear()
     targets = TeacherCache(tmp_path, shard_size=8).open(texts, kinds)
     assert checked == [] and compared == []  # unchanged shards, same texts: nothing read again
     assert np.allclose(targets[np.arange(32)], np.asarray(TeacherCache(tmp_path).load()))
+    assert checked == []  # opened without texts: the CRCs are known as well
     other = [*texts[:20], "a text this cache never saw", *texts[21:]]
     with pytest.raises(LeafHubError, match=r"holds other texts than this run's \(row 20 differs"):
         TeacherCache(tmp_path, shard_size=8).open(other, kinds)  # other texts: compared again, and refused
+    assert checked == [] and compared  # only the digests were read for them
     TeacherCache(tmp_path, shard_size=8).open(texts, kinds)
-    checked.clear()
+    assert checked == []
 
     shard = tmp_path / "shard-00002.npz"
     data = bytearray(shard.read_bytes())

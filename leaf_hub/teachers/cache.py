@@ -63,7 +63,7 @@ from leaf_hub.files import (
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
-CHECKED = CHECKED_RECORD  # files whose CRCs were checked, by size, mtime and inode (see CheckedFiles)
+CHECKED = CHECKED_RECORD  # shards whose CRCs (and digests, per texts) were checked: see CheckedFiles, _open
 FORMAT_VERSION = 2  # 2: shards carry the digests of their rows and the facts of the teacher that made them
 # float16 keeps 3 significant digits: enough for unit vectors (cosine to float32 >= 0.9999), half the disk.
 MIN_FP16_COSINE = 0.999
@@ -347,12 +347,13 @@ class TeacherCache:
         want_meta = manifest.shard_meta()
         checks = CheckedFiles(self.folder / CHECKED)
         # A shard is stamped once its CRCs passed and, with ``rows``, its row digests matched the texts of this
-        # sha256: an unchanged shard opened for the same texts is not read again (the digests are 32 bytes a
-        # row between shard and text store: ~1 minute at 64M texts).
+        # sha256: an unchanged shard's CRCs are not read again, nor its digests for the same texts (they are
+        # 32 bytes a row between shard and text store: ~1 minute at 64M texts).
         texts_tag = getattr(rows, "texts_sha256", None) or None
         for path in self._shard_paths():
-            verified = not checks.needs_check(path, texts_tag)
-            shard = _Shard(path, check_crc=check_crc and not verified)
+            crc_known = not checks.needs_check(path, CheckedFiles.ANY_TAG)
+            digests_known = texts_tag is not None and not checks.needs_check(path, texts_tag)
+            shard = _Shard(path, check_crc=check_crc and not crc_known)
             if shard.meta is not None:
                 differs = [
                     k
@@ -375,7 +376,7 @@ class TeacherCache:
                     f"teacher cache shard {path} does not fit this cache ({len(index)} rows of shape "
                     f"{shard.shape}, for {n} texts of dimension {dim}); delete it and rerun to recompute it"
                 )
-            if rows is not None and shard.digest is not None and not (verified and texts_tag):
+            if rows is not None and shard.digest is not None and not digests_known:
                 expected = rows.digests(index)
                 if not np.array_equal(np.asarray(shard.digest), expected):
                     bad = int(np.flatnonzero(~np.all(np.asarray(shard.digest) == expected, axis=1))[0])
@@ -384,7 +385,7 @@ class TeacherCache:
                         "differs): the folder was built for other data; give another --cache folder or "
                         "delete this one to rebuild it"
                     )
-            if check_crc:
+            if check_crc and not (crc_known and (rows is None or digests_known)):  # what was read is recorded
                 checks.checked(path, texts_tag)
             k = len(shards)
             shard_of[index] = k
